@@ -1,0 +1,74 @@
+"""natsmesh: AI agents as plain Python functions, run as a mesh over NATS.
+
+Everything public is re-exported here; it is imported lazily so that ``natsmesh call``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "CallContext": "natsmesh.client",
+    "InvalidArguments": "natsmesh.errors",
+    "LlmAgent": "natsmesh.llm.agent",
+    "McpMeshTool": "natsmesh.injection",
+    "MeshClient": "natsmesh.client",
+    "MeshContextModel": "natsmesh.llm.context",
+    "MeshError": "natsmesh.errors",
+    "MeshTool": "natsmesh.injection",
+    "NoProvider": "natsmesh.errors",
+    "PayloadTooLarge": "natsmesh.errors",
+    "Runtime": "natsmesh.runtime",
+    "Settings": "natsmesh.config",
+    "TagMismatch": "natsmesh.errors",
+    "ToolError": "natsmesh.errors",
+    "ToolTimeout": "natsmesh.errors",
+    "Unavailable": "natsmesh.errors",
+    "agent": "natsmesh.decorators",
+    "connect": "natsmesh.session",
+    "llm": "natsmesh.decorators",
+    "llm_provider": "natsmesh.decorators",
+    "run": "natsmesh.worker",
+    "tool": "natsmesh.decorators",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'natsmesh' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from natsmesh.client import CallContext, MeshClient
+    from natsmesh.config import Settings
+    from natsmesh.decorators import agent, llm, llm_provider, tool
+    from natsmesh.errors import (
+        InvalidArguments,
+        MeshError,
+        NoProvider,
+        PayloadTooLarge,
+        TagMismatch,
+        ToolError,
+        ToolTimeout,
+        Unavailable,
+    )
+    from natsmesh.injection import McpMeshTool, MeshTool
+    from natsmesh.llm.agent import LlmAgent
+    from natsmesh.llm.context import MeshContextModel
+    from natsmesh.runtime import Runtime
+    from natsmesh.session import connect
+    from natsmesh.worker import run

@@ -1,0 +1,219 @@
+"""Calling tools over the mesh: select a provider, send one NATS request, fail over, decode."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from natsmesh import headers as H
+from natsmesh import subjects, wire
+from natsmesh.config import Settings
+from natsmesh.errors import (
+    MeshError,
+    NoProvider,
+    PayloadTooLarge,
+    TagMismatch,
+    ToolTimeout,
+    Unavailable,
+    from_wire,
+)
+from natsmesh.registry import RegistryView
+from natsmesh.selection import Candidate
+from natsmesh.specs import DependencySpec, dependency, parse_tags
+
+if TYPE_CHECKING:
+    from natsmesh.tracing.spans import Tracing
+
+#: reply error types that mean "this provider did not start the call: try the next one"
+_FAILOVER_TYPES = frozenset({Unavailable.type, TagMismatch.type})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a nested call inherits from the call it is made in."""
+
+    #: absolute deadline, Unix seconds
+    deadline: float | None = None
+    #: OpenTelemetry context of the enclosing span (agents)
+    otel_context: Any = None
+    #: raw ``traceparent`` to forward when this process records no spans (the CLI)
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+class _Envelope(msgspec.Struct):
+    result: Any = None
+    error: Any = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+class MeshClient:
+    """Calls mesh tools by capability (or tool name) from any process.
+
+    Holds a NATS connection and a live registry view; :meth:`call` reads only memory
+    to choose a provider and then makes one request, failing over on no-responders.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        view: RegistryView,
+        settings: Settings,
+        caller: str = "cli",
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.nc = nc
+        self.view = view
+        self.settings = settings
+        self.caller = caller
+        self.tracing = tracing
+        self._subjects: dict[tuple[str, str, str | None], str] = {}
+
+    def _subject(self, capability: str, candidate: Candidate) -> str:
+        key = (capability, candidate.agent, candidate.instance_id)
+        subject = self._subjects.get(key)
+        if subject is None:
+            prefix = self.settings.prefix
+            if candidate.instance_id:
+                subject = subjects.inst_subject(candidate.instance_id, capability, prefix)
+            else:
+                subject = subjects.cap_subject(capability, candidate.agent, prefix)
+            self._subjects[key] = subject
+        return subject
+
+    def dependency_for(
+        self, target: str | Mapping[str, Any] | DependencySpec, tags: Any = None, version: str | None = None
+    ) -> DependencySpec:
+        """A dependency spec for a tool name, a capability or a spec, plus extra selectors."""
+        if isinstance(target, str):
+            capability = self.view.resolve(target) if target else target
+            dep = DependencySpec(subjects.check_token(capability, "capability"))
+        else:
+            dep = dependency(target)
+        if tags or version:
+            dep = dataclasses.replace(
+                dep, tags=dep.tags + parse_tags(tags or ()), version=version or dep.version
+            )
+        return dep
+
+    async def call(
+        self,
+        target: str | Mapping[str, Any] | DependencySpec,
+        arguments: Mapping[str, Any] | bytes | None = None,
+        *,
+        tags: Any = None,
+        version: str | None = None,
+        timeout: float | None = None,
+        context: CallContext | None = None,
+    ) -> Any:
+        """Call the best live provider of ``target`` and return its result.
+
+        ``target`` is a capability, a tool name, or a dependency spec. Raises a
+        :class:`~natsmesh.MeshError` subclass: the remote error rebuilt, ``NoProvider``
+        when nothing matches, ``ToolTimeout`` when the deadline passes.
+        """
+        dep = target if isinstance(target, DependencySpec) and not (tags or version) else (
+            self.dependency_for(target, tags, version)
+        )
+        now = time.time()
+        deadline = now + (timeout if timeout is not None else self.settings.timeout)
+        if context is not None and context.deadline is not None:
+            deadline = min(deadline, context.deadline)
+        body = arguments if isinstance(arguments, bytes) else wire.encode_json(arguments or {})
+        if len(body) > self.nc.max_payload:
+            raise PayloadTooLarge(
+                f"the arguments are {len(body)} bytes; the server accepts at most {self.nc.max_payload}"
+            )
+        candidates = self.view.select(dep)
+        if not candidates:
+            raise NoProvider(_no_provider_message(dep, self.view))
+        tracing = self.tracing
+        if tracing is None:
+            return await self._try(dep, candidates, body, deadline, context, None)
+        span = tracing.start_client(dep, context)
+        try:
+            result = await self._try(dep, candidates, body, deadline, context, span)
+        except MeshError as exc:
+            tracing.fail(span, exc.type, exc.message)
+            span.end()
+            raise
+        except BaseException as exc:
+            tracing.fail(span, type(exc).__name__, str(exc))
+            span.end()
+            raise
+        span.end()
+        return result
+
+    async def _try(
+        self,
+        dep: DependencySpec,
+        candidates: list[Candidate],
+        body: bytes,
+        deadline: float,
+        context: CallContext | None,
+        span: Any,
+    ) -> Any:
+        hdrs = {
+            H.CALLER: self.caller,
+            H.DEADLINE: str(int(deadline * 1000)),
+        }
+        if dep.tags:
+            hdrs[H.TAGS] = dep.header
+        if span is not None:
+            hdrs[H.TRACEPARENT] = self.tracing.traceparent(span)  # type: ignore[union-attr]
+        elif context is not None and context.traceparent:
+            hdrs[H.TRACEPARENT] = context.traceparent
+            if context.tracestate:
+                hdrs[H.TRACESTATE] = context.tracestate
+        last: MeshError | None = None
+        for candidate in candidates:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise ToolTimeout(f"deadline passed before {dep.capability!r} could be called")
+            subject = self._subject(dep.capability, candidate)
+            hdrs[H.TOOL] = candidate.tool.name
+            if span is not None:
+                span.set_attribute("messaging.destination.name", subject)
+                span.set_attribute("mesh.agent", candidate.agent)
+                span.set_attribute("mesh.tool", candidate.tool.name)
+            try:
+                msg = await self.nc.request(subject, body, timeout=remaining, headers=hdrs)
+            except nats.errors.NoRespondersError:
+                last = Unavailable(f"{candidate.agent} has no live instance for {dep.capability!r}")
+                continue
+            except nats.errors.TimeoutError:
+                raise ToolTimeout(
+                    f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
+                    {"agent": candidate.agent, "tool": candidate.tool.name},
+                ) from None
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                raise Unavailable(f"the NATS connection is not usable: {exc}") from None
+            try:
+                envelope = _envelope.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise MeshError(f"malformed reply from {candidate.agent}") from None
+            if envelope.error is None:
+                return envelope.result
+            error = from_wire(envelope.error)
+            if error.type in _FAILOVER_TYPES:
+                last = error
+                continue
+            raise error
+        assert last is not None
+        raise last
+
+
+def _no_provider_message(dep: DependencySpec, view: RegistryView) -> str:
+    selector = f" with tags {list(dep.tags)}" if dep.tags else ""
+    constraint = f" and version {dep.version}" if dep.version else ""
+    if view.has(dep.capability):
+        return f"no live provider of {dep.capability!r} matches{selector}{constraint}"
+    return f"no live provider of {dep.capability!r}"

@@ -1,0 +1,1 @@
+"""LLMs in the mesh: litellm providers, the consumer-side agent loop, prompt templates."""

@@ -1,0 +1,231 @@
+"""The registry: one KV key per running instance, heartbeats, and the watched live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from natsmesh import wire
+from natsmesh.config import Settings
+from natsmesh.errors import NoProvider
+from natsmesh.selection import Candidate, select
+from natsmesh.specs import DependencySpec
+from natsmesh.wire import AgentRecord
+
+log = logging.getLogger("natsmesh.registry")
+
+
+async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = True) -> KeyValue:
+    """The registry bucket, created when missing (history 1, TTL, limit markers).
+
+    Creating a replicated bucket can fail until a new cluster has elected a leader,
+    so creation is retried for a few seconds.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await js.key_value(settings.registry_bucket)
+        except BucketNotFoundError:
+            if not create:
+                raise
+        try:
+            return await js.create_key_value(
+                KeyValueConfig(
+                    bucket=settings.registry_bucket,
+                    description="natsmesh registry: one key per running agent instance",
+                    history=1,
+                    ttl=settings.registry_ttl,
+                    limit_marker_ttl=max(1.0, settings.registry_ttl),
+                    replicas=settings.replicas,
+                )
+            )
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.debug("creating the registry bucket failed (%s); retrying", exc)
+            await asyncio.sleep(0.2)
+
+
+async def bucket_ttl(kv: KeyValue, default: float) -> float:
+    """The TTL the bucket was created with (it wins over the local setting)."""
+    try:
+        status = await kv.status()
+        return float(status.ttl or default)
+    except Exception:
+        return default
+
+
+class Registration:
+    """Keeps one instance's key alive: put, heartbeat every third of the TTL, delete at stop."""
+
+    def __init__(self, kv: KeyValue, key: str, record: AgentRecord, interval: float) -> None:
+        self._kv = kv
+        self.key = key
+        self._value = wire.encode_record(record)
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._kv.put(self.key, self._value)
+        self._task = asyncio.create_task(self._beat(), name=f"heartbeat {self.key}")
+
+    async def refresh(self) -> None:
+        """Write the entry now (after a reconnect the old one may have expired)."""
+        with contextlib.suppress(Exception):
+            await self._kv.put(self.key, self._value)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._kv.put(self.key, self._value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("heartbeat for %s failed: %s", self.key, exc)
+
+    async def stop(self) -> None:
+        """Stop heartbeating and delete the key, so watchers see the instance leave at once."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._kv.delete(self.key)
+
+
+class RegistryView:
+    """A live in-memory copy of the registry, fed by one KV watcher.
+
+    The call path reads memory only. Entries are applied by revision, and the
+    watcher is re-created after a reconnect (its consumer may be gone).
+    """
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self.records: dict[str, AgentRecord] = {}
+        self.last_seen: dict[str, float] = {}
+        self._revisions: dict[str, int] = {}
+        self._generation = 0
+        self._cache: dict[DependencySpec, list[Candidate]] = {}
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    async def start(self, timeout: float = 5.0) -> None:
+        """Start watching; returns once the current entries are loaded."""
+        loaded = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(loaded), name="registry watcher")
+        await asyncio.wait_for(asyncio.shield(loaded), timeout)
+
+    async def restart(self) -> None:
+        """Re-create the watcher (after a reconnect) and reconcile what was missed."""
+        await self.stop()
+        await self.start()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._watcher:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watcher = None
+
+    async def _run(self, loaded: asyncio.Future[None]) -> None:
+        watcher = self._watcher = await self._kv.watchall()
+        seen: set[str] | None = set()
+        async for entry in watcher:
+            if entry is None:  # the initial state is complete: drop what left meanwhile
+                if seen is not None:
+                    for key in set(self.records) - seen:
+                        self._forget(key)
+                    seen = None
+                self._bump()
+                if not loaded.done():
+                    loaded.set_result(None)
+                continue
+            if seen is not None:
+                seen.add(entry.key)
+            self._apply(entry)
+            if seen is None:
+                self._bump()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        key = entry.key
+        revision = entry.revision or 0
+        if revision < self._revisions.get(key, 0):
+            return
+        self._revisions[key] = revision
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            self._forget(key)
+            return
+        try:
+            self.records[key] = wire.decode_record(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("ignoring malformed registry entry %s: %s", key, exc)
+            self._forget(key)
+            return
+        created = entry.created
+        self.last_seen[key] = created.timestamp() if created else time.time()
+
+    def _forget(self, key: str) -> None:
+        self.records.pop(key, None)
+        self.last_seen.pop(key, None)
+
+    def _bump(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[RegistryView], bool], timeout: float) -> None:
+        """Wait until ``predicate(view)`` holds; raises ``TimeoutError`` after ``timeout``."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self))
+
+    # --- reading the view (memory only) ---------------------------------------------
+
+    def select(self, dep: DependencySpec) -> list[Candidate]:
+        """Ranked live candidates for ``dep`` (cached until the registry changes)."""
+        cached = self._cache.get(dep)
+        if cached is None:
+            cached = self._cache[dep] = select(self.records.values(), dep)
+        if len(cached) > 1 and cached[0].score == cached[1].score:
+            return select(self.records.values(), dep)  # share the ties: new random order
+        return cached
+
+    def has(self, capability: str) -> bool:
+        """True when some live instance provides ``capability``."""
+        return any(t.capability == capability for r in self.records.values() for t in r.tools)
+
+    def resolve(self, name: str) -> str:
+        """The capability for a tool name or a capability; raises :class:`NoProvider`."""
+        tools = [t for r in self.records.values() for t in r.tools]
+        if any(t.capability == name for t in tools):
+            return name
+        for tool in tools:
+            if tool.name == name:
+                return tool.capability
+        raise NoProvider(
+            f"no live agent offers a tool or capability named {name!r} "
+            "(`natsmesh list --tools` shows what is available)"
+        )
+
+    def instances(self) -> list[AgentRecord]:
+        """Every live instance, sorted by agent name."""
+        return sorted(self.records.values(), key=lambda r: (r.name, r.started_at))

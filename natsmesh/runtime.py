@@ -1,0 +1,282 @@
+"""The agent process: connect, register, serve, heartbeat, and stop in order.
+
+Stopping happens in this order, so that no caller sees an error:
+
+1. stop taking work: unsubscribe the request subjects (the queue group sends new
+   calls to other replicas; a lone instance answers "no responders", which callers
+   fail over on);
+2. finish the calls in flight (up to the call timeout);
+3. deregister: delete the registry key, so every watcher sees the instance leave;
+4. publish the remaining spans;
+5. drain and close the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from natsmesh import headers as H
+from natsmesh import subjects
+from natsmesh.client import MeshClient
+from natsmesh.config import Settings
+from natsmesh.connection import Hooks, connect
+from natsmesh.dispatch import Dispatcher, Outcome, error_outcome
+from natsmesh.errors import Unavailable
+from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucket
+from natsmesh.services import ServiceStats, answer_service
+from natsmesh.specs import AgentSpec, ToolSpec
+from natsmesh.wire import AgentRecord, DependencyRecord, ToolRecord
+
+log = logging.getLogger("natsmesh.runtime")
+
+
+def tool_record(spec: ToolSpec) -> ToolRecord:
+    """The registry view of a tool spec."""
+    return ToolRecord(
+        name=spec.name,
+        capability=spec.capability,
+        version=spec.version,
+        tags=spec.tags,
+        description=spec.description,
+        input_schema=spec.signature.input_schema,
+        output_schema=spec.signature.output_schema,
+        dependencies=tuple(
+            DependencyRecord(d.capability, d.tags, d.version) for d in spec.dependencies
+        ),
+        idempotent=spec.idempotent,
+        kind="llm_provider" if spec.provider is not None else "tool",
+    )
+
+
+class Runtime:
+    """Runs one agent instance. ``await start()``, then ``await stop()``; or ``run()``."""
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        tools: Sequence[ToolSpec],
+        settings: Settings | None = None,
+    ) -> None:
+        self.agent = agent
+        self.tools = list(tools)
+        self.settings = settings or Settings.from_env()
+        self.instance_id = f"{agent.name}-{secrets.token_hex(4)}"
+        self.max_in_flight = agent.max_in_flight or self.settings.max_in_flight
+        self.nc: NATS | None = None
+        self.view: RegistryView | None = None
+        self.client: MeshClient | None = None
+        self.tracing: Any = None
+        self._processor: Any = None
+        self._registration: Registration | None = None
+        self._subs: list[Any] = []
+        self._control_subs: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._accepting = False
+        self.stats = ServiceStats()
+        self.started_at = time.time()
+
+    @property
+    def key(self) -> str:
+        return subjects.registry_key(self.agent.name, self.instance_id)
+
+    def record(self) -> AgentRecord:
+        """This instance's registry record."""
+        return AgentRecord(
+            name=self.agent.name,
+            instance_id=self.instance_id,
+            version=self.agent.version,
+            description=self.agent.description,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            tools=tuple(tool_record(t) for t in self.tools),
+        )
+
+    async def start(self) -> None:
+        """Connect, open the registry, subscribe, then register (in that order)."""
+        s = self.settings
+        hooks = Hooks()
+        self.nc = nc = await connect(s, f"natsmesh {self.instance_id}", hooks)
+        js = nc.jetstream()
+        kv = await open_bucket(js, s)
+        interval = await bucket_ttl(kv, s.registry_ttl) / 3
+        self.view = view = RegistryView(kv)
+        await view.start()
+        if s.tracing:
+            await self._start_tracing(js)
+        self.client = MeshClient(
+            nc, view, s, caller=f"{self.agent.name}/{self.instance_id}", tracing=self.tracing
+        )
+        await self._subscribe(nc)
+        await nc.flush()
+        self._registration = Registration(kv, self.key, self.record(), interval)
+        await self._registration.start()
+        hooks.on_reconnect.append(self._on_reconnect)
+        log.info(
+            "%s serving %s as %s",
+            self.agent.name,
+            ", ".join(t.name for t in self.tools) or "no tools",
+            self.instance_id,
+        )
+
+    async def _start_tracing(self, js: Any) -> None:
+        from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
+        from natsmesh.tracing.spans import Tracing
+
+        assert self.nc is not None
+        await ensure_stream(js, self.settings)
+        self._processor = NatsSpanProcessor(self.agent.name, self.instance_id, self.settings.prefix)
+        await self._processor.start(self.nc)
+        self.tracing = Tracing(self.agent.name, self.instance_id, self._processor)
+
+    async def _subscribe(self, nc: NATS) -> None:
+        assert self.client is not None
+        prefix = self.settings.prefix
+        group = subjects.queue_group(self.agent.name)
+        for spec in self.tools:
+            dispatcher = Dispatcher(
+                spec,
+                self.client,
+                self.agent.name,
+                self.instance_id,
+                self.tracing,
+                nc.max_payload,
+                self.settings.debug,
+            )
+            cb = self._handler(dispatcher)
+            cap = subjects.cap_subject(spec.capability, self.agent.name, prefix)
+            self._subs.append(await nc.subscribe(cap, queue=group, cb=cb))
+            inst = subjects.inst_subject(self.instance_id, spec.capability, prefix)
+            self._subs.append(await nc.subscribe(inst, cb=cb))
+        for verb in subjects.SERVICE_VERBS:
+            for subject in subjects.service_subjects(verb, self.agent.name, self.instance_id):
+                self._control_subs.append(await nc.subscribe(subject, cb=self._on_service))
+        self._accepting = True
+
+    def _handler(self, dispatcher: Dispatcher) -> Any:
+        loop = asyncio.get_running_loop()
+        tasks = self._tasks
+
+        async def on_request(msg: Msg) -> None:
+            if not self._accepting or self._in_flight >= self.max_in_flight:
+                reason = "is stopping" if not self._accepting else "is at its limit of calls in flight"
+                outcome = error_outcome(Unavailable(f"{self.instance_id} {reason}"))
+                await self._reply(msg, outcome, dispatcher.spec.name, 0)
+                return
+            self._in_flight += 1
+            task = loop.create_task(self._serve(msg, dispatcher))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return on_request
+
+    async def _serve(self, msg: Msg, dispatcher: Dispatcher) -> None:
+        started = time.perf_counter_ns()
+        try:
+            outcome = await dispatcher.serve(msg.data, msg.headers)
+            await self._reply(msg, outcome, dispatcher.spec.name, time.perf_counter_ns() - started)
+        except Exception:
+            log.exception("failed to answer a request for %s", dispatcher.spec.name)
+        finally:
+            self._in_flight -= 1
+
+    async def _reply(self, msg: Msg, outcome: Outcome, tool: str, elapsed_ns: int) -> None:
+        self.stats.record(tool, elapsed_ns, outcome.error_type)
+        if not msg.reply or self.nc is None:
+            return
+        hdrs = {H.INSTANCE: self.instance_id}
+        if outcome.error_type:
+            hdrs[H.ERROR] = outcome.error_type
+        with contextlib.suppress(Exception):
+            await self.nc.publish(msg.reply, outcome.body, headers=hdrs)
+
+    async def _on_service(self, msg: Msg) -> None:
+        body = answer_service(msg.subject, self)
+        if body is not None and msg.reply and self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, body)
+
+    async def _on_reconnect(self) -> None:
+        if self._registration is not None and self._accepting:
+            await self._registration.refresh()
+        if self.view is not None:
+            await self.view.restart()
+
+    def extra_stats(self) -> dict[str, Any]:
+        """Figures for ``$SRV.STATS``: calls in flight and span export counters."""
+        data: dict[str, Any] = {"in_flight": self._in_flight, "max_in_flight": self.max_in_flight}
+        if self._processor is not None:
+            data.update(self._processor.stats())
+        return data
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop in the documented order; calls in flight get ``grace`` seconds to finish."""
+        nc = self.nc
+        if nc is None:
+            return
+        self._accepting = False
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        with contextlib.suppress(Exception):
+            await nc.flush(timeout=1)
+        if self._tasks:
+            wait = self.settings.timeout if grace is None else grace
+            _, pending = await asyncio.wait(set(self._tasks), timeout=wait)
+            for task in pending:
+                task.cancel()
+        if self._registration is not None:
+            await self._registration.stop()
+        for sub in self._control_subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if self._processor is not None:
+            await self._processor.stop()
+        if self.view is not None:
+            await self.view.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), 5)
+        if not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self.nc = None
+        log.info("%s stopped", self.instance_id)
+
+    async def serve_forever(self) -> None:
+        """Start, serve until SIGINT or SIGTERM, then stop in order."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """An asyncio runner on uvloop where it is installed."""
+    try:
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.Runner()
+
+

@@ -1,0 +1,150 @@
+"""The frozen specs the decorators attach to functions and classes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from natsmesh.subjects import check_token
+
+if TYPE_CHECKING:
+    from natsmesh.injection import Signature
+
+TOOL_ATTR = "__natsmesh_tool__"
+AGENT_ATTR = "__natsmesh_agent__"
+LLM_ATTR = "__natsmesh_llm__"
+
+
+@dataclasses.dataclass(frozen=True)
+class DependencySpec:
+    """A capability plus tag rules (``tag`` required, ``+tag`` preferred, ``-tag`` excluded)
+    and an optional version constraint such as ``">=1.0,<2"``."""
+
+    capability: str
+    tags: tuple[str, ...] = ()
+    version: str | None = None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tags if t[0] not in "+-")
+
+    @property
+    def preferred(self) -> tuple[str, ...]:
+        return tuple(t[1:] for t in self.tags if t[0] == "+")
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        return tuple(t[1:] for t in self.tags if t[0] == "-")
+
+    @property
+    def header(self) -> str:
+        """The selector as written, for the ``Mesh-Tags`` header."""
+        return ",".join(self.tags)
+
+
+def parse_tags(tags: str | Any) -> tuple[str, ...]:
+    """Tags from a list or a comma-separated string; each must be a safe token after its sign."""
+    items = tags.split(",") if isinstance(tags, str) else list(tags or ())
+    out = []
+    for raw in items:
+        tag = str(raw).strip()
+        if not tag:
+            continue
+        check_token(tag[1:] if tag[0] in "+-" else tag, "tag")
+        out.append(tag)
+    return tuple(out)
+
+
+def dependency(value: str | Mapping[str, Any] | DependencySpec) -> DependencySpec:
+    """Parse ``"capability"`` or ``{"capability": ..., "tags": [...], "version": ...}``."""
+    if isinstance(value, DependencySpec):
+        return value
+    if isinstance(value, str):
+        return DependencySpec(check_token(value, "capability"))
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"capability", "tags", "version"}
+        if unknown or "capability" not in value:
+            raise ValueError(
+                f"dependency {dict(value)!r}: expected keys capability, tags, version"
+                + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
+            )
+        version = value.get("version")
+        if version is not None:
+            from natsmesh.selection import parse_constraint
+
+            parse_constraint(str(version))
+        return DependencySpec(
+            check_token(str(value["capability"]), "capability"),
+            parse_tags(value.get("tags", ())),
+            None if version is None else str(version),
+        )
+    raise TypeError(f"a dependency is a capability name or a dict, not {type(value).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSpec:
+    """What ``@mesh.agent`` records."""
+
+    name: str
+    version: str = "1.0.0"
+    description: str = ""
+    max_in_flight: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmSpec:
+    """What ``@mesh.llm`` records."""
+
+    system_prompt: str | None
+    context_param: str | None
+    provider: DependencySpec
+    filter: tuple[DependencySpec, ...] = ()
+    filter_mode: str = "all"
+    max_iterations: int = 10
+    #: folder that ``file://`` prompts are relative to (the agent file's)
+    base_dir: Path = Path(".")
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderSpec:
+    """What ``@mesh.llm_provider`` records."""
+
+    model: str
+    #: environment variable that overrides the model
+    model_env: str | None = None
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    """What ``@mesh.tool`` records: the tool's metadata and its analysed signature."""
+
+    name: str
+    capability: str
+    func: Callable[..., Any]
+    signature: Signature
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    version: str = "1.0.0"
+    dependencies: tuple[DependencySpec, ...] = ()
+    idempotent: bool = False
+    timeout: float | None = None
+    provider: ProviderSpec | None = None
+
+
+def tool_spec(func: Callable[..., Any]) -> ToolSpec | None:
+    """The tool spec attached to ``func``, if any."""
+    return getattr(func, TOOL_ATTR, None)
+
+
+def llm_spec(func: Callable[..., Any]) -> LlmSpec | None:
+    """The LLM spec attached to ``func``, if any."""
+    return getattr(func, LLM_ATTR, None)
+
+
+def agent_spec(obj: Any) -> AgentSpec | None:
+    """The agent spec attached to a class, if any."""
+    return getattr(obj, AGENT_ATTR, None)

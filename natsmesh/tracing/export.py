@@ -1,0 +1,204 @@
+"""A span processor that publishes finished spans as msgpack messages into the span stream.
+
+Exporting never blocks or fails a call: spans wait in a bounded queue, a background
+task publishes them in batches without waiting for acks, and when the queue is full,
+NATS is away or the stream refuses them, spans are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Span as SdkSpan
+
+from natsmesh import subjects, wire
+from natsmesh.config import Settings
+from natsmesh.wire import SpanEvent, SpanMessage
+
+log = logging.getLogger("natsmesh.tracing")
+
+MAX_QUEUE = 20_000
+MAX_UNACKED = 10_000
+BATCH_INTERVAL = 0.05
+
+
+def to_message(span: ReadableSpan, service: str, instance: str) -> SpanMessage:
+    """Convert a finished OpenTelemetry span to our wire message."""
+    ctx = span.context
+    parent = span.parent
+    attrs: dict[str, Any] = dict(span.attributes or {})
+    for key, value in attrs.items():
+        if isinstance(value, tuple):
+            attrs[key] = list(value)
+    events = tuple(
+        SpanEvent(e.name, e.timestamp, dict(e.attributes or {})) for e in (span.events or ())
+    )
+    return SpanMessage(
+        trace_id=f"{ctx.trace_id:032x}" if ctx else "",
+        span_id=f"{ctx.span_id:016x}" if ctx else "",
+        parent_id=f"{parent.span_id:016x}" if parent else None,
+        name=span.name,
+        start=span.start_time or 0,
+        end=span.end_time or 0,
+        service=service,
+        instance=instance,
+        kind=span.kind.value,
+        status=span.status.status_code.value,
+        status_message=span.status.description or "",
+        attrs=attrs,
+        events=events,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the span stream when it is missing (bounded by age and bytes)."""
+    try:
+        await js.stream_info(settings.spans_stream)
+        return
+    except Exception:
+        pass
+    with contextlib.suppress(Exception):
+        await js.add_stream(
+            StreamConfig(
+                name=settings.spans_stream,
+                description="natsmesh spans: one message per finished span",
+                subjects=[subjects.spans_wildcard(settings.prefix)],
+                max_age=settings.spans_max_age,
+                max_bytes=settings.spans_max_bytes,
+                discard=DiscardPolicy.OLD,
+                storage=StorageType.FILE,
+                num_replicas=settings.replicas,
+            )
+        )
+
+
+class NatsSpanProcessor(SpanProcessor):
+    """Queues finished spans and publishes them from a background task."""
+
+    def __init__(self, service: str, instance: str, prefix: str = subjects.DEFAULT_PREFIX) -> None:
+        self.service = service
+        self.instance = instance
+        self.prefix = prefix
+        self._queue: collections.deque[SpanMessage] = collections.deque()
+        self._nc: NATS | None = None
+        self._inbox = ""
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._unacked = 0
+        self.published = 0
+        self.acked = 0
+        self.dropped = 0
+        self.failed = 0
+
+    # --- SpanProcessor ----------------------------------------------------------------
+
+    def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if len(self._queue) >= MAX_QUEUE:
+            self.dropped += 1
+            return
+        self._queue.append(to_message(span, self.service, self.instance))
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # --- publishing ---------------------------------------------------------------------
+
+    async def start(self, nc: NATS) -> None:
+        """Start publishing on ``nc`` (acks arrive on one wildcard inbox)."""
+        self._nc = nc
+        self._inbox = nc.new_inbox()
+        self._sub = await nc.subscribe(self._inbox + ".*", cb=self._on_ack)
+        self._task = asyncio.create_task(self._run(), name="span export")
+
+    async def _on_ack(self, msg: Msg) -> None:
+        self._unacked = max(0, self._unacked - 1)
+        if b'"error"' in msg.data or (msg.headers and msg.headers.get("Status")):
+            self.failed += 1
+        else:
+            self.acked += 1
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(BATCH_INTERVAL)
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Publish everything queued now (without waiting for acks)."""
+        nc = self._nc
+        queue = self._queue
+        if nc is None or not queue:
+            return
+        if not nc.is_connected:
+            self.dropped += len(queue)
+            queue.clear()
+            self._unacked = 0
+            return
+        n = 0
+        while queue:
+            span = queue.popleft()
+            if self._unacked >= MAX_UNACKED:
+                self.dropped += 1
+                continue
+            try:
+                await nc.publish(
+                    subjects.spans_subject(span.trace_id, self.prefix),
+                    wire.encode_span(span),
+                    reply=f"{self._inbox}.{n}",
+                )
+            except Exception:
+                self.dropped += 1
+                continue
+            n += 1
+            self._unacked += 1
+            self.published += 1
+
+    async def stop(self) -> None:
+        """Publish what is queued, wait briefly for acks, stop the task."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+            if self._nc is not None:
+                await self._nc.flush(timeout=1)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                while self._unacked > 0:
+                    await asyncio.sleep(0.01)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "spans_published": self.published,
+            "spans_acked": self.acked,
+            "spans_dropped": self.dropped,
+            "spans_failed": self.failed,
+        }
+
+
+def decode_spans(payloads: list[bytes]) -> list[SpanMessage]:
+    """Decode span messages, skipping any that are malformed."""
+    out = []
+    for data in payloads:
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            out.append(wire.decode_span(data))
+    return out

@@ -1,0 +1,122 @@
+"""Fixtures: a real nats-server per test module, isolated mesh settings per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from natsmesh.config import Settings
+from natsmesh.loader import LoadedAgent, load_file
+from natsmesh.runtime import Runtime
+from natsmesh.server import RunningServer, start_server, stop_pid
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS = ROOT / "agents"
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A nats-server with JetStream on a free loopback port, for this test module."""
+    server = start_server(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+def mesh_settings(url: str, **overrides: Any) -> Settings:
+    """Settings for an isolated mesh on a shared server: own prefix, bucket and stream."""
+    tag = secrets.token_hex(3)
+    values: dict[str, Any] = {
+        "nats_url": url,
+        "prefix": f"t{tag}",
+        "registry_bucket": f"reg-{tag}",
+        "spans_stream": f"SPANS_{tag}",
+        "registry_ttl": 3.0,
+        "timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(nats_server: RunningServer) -> Settings:
+    return mesh_settings(nats_server.url)
+
+
+def agent_file(name: str) -> Path:
+    return AGENTS / name / "main.py"
+
+
+def load_agent(name: str) -> LoadedAgent:
+    return load_file(agent_file(name))
+
+
+@pytest.fixture
+async def start_agents(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process runtimes; all are stopped at the end of the test."""
+    runtimes: list[Runtime] = []
+
+    async def start(*loaded: LoadedAgent | str, settings_: Settings | None = None) -> list[Runtime]:
+        started = []
+        for item in loaded:
+            spec = load_agent(item) if isinstance(item, str) else item
+            rt = Runtime(spec.agent, spec.tools, settings_ or settings)
+            await rt.start()
+            runtimes.append(rt)
+            started.append(rt)
+        return started
+
+    yield start
+    await asyncio.gather(*(rt.stop(grace=2) for rt in runtimes), return_exceptions=True)
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment that makes a subprocess join the same isolated mesh."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "NATS_URL": settings.nats_url,
+            "NATSMESH_PREFIX": settings.prefix,
+            "NATSMESH_REGISTRY_BUCKET": settings.registry_bucket,
+            "NATSMESH_SPANS_STREAM": settings.spans_stream,
+            "NATSMESH_REGISTRY_TTL": str(settings.registry_ttl),
+            "NATSMESH_TIMEOUT": str(settings.timeout),
+            "NATSMESH_TRACING": "true" if settings.tracing else "false",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def spawn_agent(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start an agent file as its own worker process (for SIGKILL and SIGTERM tests)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(path: Path, settings_: Settings | None = None) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"{path.parent.name}-{len(procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "natsmesh.worker", str(path)],
+            env=env_for(settings_ or settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            stop_pid(proc.pid, timeout=5)
+        proc.wait(timeout=10)
