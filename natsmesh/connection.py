@@ -33,7 +33,7 @@ class Hooks:
                 log.exception("reconnect hook failed")
 
     async def disconnected(self) -> None:
-        log.warning("disconnected from NATS")
+        log.info("disconnected from NATS")
         for hook in list(self.on_disconnect):
             hook()
 

@@ -1,0 +1,1 @@
+"""The ``natsmesh`` command line (installed as the package ``natsmesh_cli``)."""

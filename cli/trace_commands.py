@@ -1,0 +1,115 @@
+"""``natsmesh trace`` and ``natsmesh collector``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import Any
+
+import typer
+
+from natsmesh_cli.output import fail, print_json
+
+
+def trace_command(
+    trace_id: str = typer.Argument(..., help="The trace ID that `call --trace` printed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw spans as JSON."),
+    retries: int = typer.Option(3, "--retries", help="Times to wait for late spans."),
+    tempo: str = typer.Option(None, "--tempo", help="Read the trace from Tempo at this URL."),
+) -> None:
+    """Show the call tree of a trace: tool, agent, duration, ✓/✗."""
+    from natsmesh import wire
+    from natsmesh.tracing import tree
+
+    trace_id = trace_id.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+        fail("a trace ID is 32 hexadecimal characters", 2)
+    spans = _read_tempo(tempo, trace_id) if tempo else asyncio.run(_read_stream(trace_id, retries))
+    if not spans:
+        fail(f"no spans found for trace {trace_id}" + ("" if tempo else " in the span stream"))
+    if as_json:
+        print_json([wire.to_builtins(s) for s in sorted(spans, key=lambda s: s.start)])
+        return
+    print(tree.render(trace_id, spans))
+
+
+def _read_tempo(url: str, trace_id: str) -> list[Any]:
+    from natsmesh.tracing.store import read_tempo
+
+    try:
+        return read_tempo(url, trace_id)
+    except OSError as exc:
+        fail(f"cannot read from Tempo at {url}: {exc}")
+
+
+async def _read_stream(trace_id: str, retries: int) -> list[Any]:
+    from natsmesh.config import Settings
+    from natsmesh.connection import connect
+    from natsmesh.errors import MeshError
+    from natsmesh.tracing import tree
+    from natsmesh.tracing.store import read_trace
+
+    settings = Settings.from_env()
+    try:
+        nc = await connect(settings, "natsmesh trace", reconnect=False)
+    except MeshError as exc:
+        fail(exc.message)
+    try:
+        spans: list[Any] = []
+        for attempt in range(retries + 1):
+            try:
+                spans = await read_trace(nc, settings, trace_id)
+            except Exception as exc:
+                if "not found" in str(exc).lower():
+                    fail(f"the span stream {settings.spans_stream} does not exist (is tracing on?)")
+                raise
+            if tree.complete(spans) or attempt == retries:
+                break
+            await asyncio.sleep(0.3)
+        return spans
+    finally:
+        await nc.close()
+
+
+def collector_command(
+    otlp_endpoint: str = typer.Option(None, "--otlp-endpoint", help="Where to export (default per protocol)."),
+    protocol: str = typer.Option("grpc", "--protocol", help="grpc (4317) or http (4318)."),
+    batch: int = typer.Option(1000, "--batch", help="Spans per export."),
+) -> None:
+    """Export spans from the span stream to an OTLP receiver such as Tempo."""
+    from natsmesh.config import Settings
+    from natsmesh.tracing.collector import (
+        DEFAULT_GRPC_ENDPOINT,
+        DEFAULT_HTTP_ENDPOINT,
+        Collector,
+        OtlpSender,
+    )
+    from natsmesh.worker import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.debug)
+    default = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
+    endpoint = otlp_endpoint or os.environ.get("TELEMETRY_ENDPOINT") or default
+    try:
+        sender = OtlpSender(endpoint, protocol)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+    async def go() -> None:
+        import signal
+
+        from natsmesh.connection import connect
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        nc = await connect(settings, "natsmesh collector")
+        print(f"collector: {settings.spans_stream} -> {endpoint} ({protocol})", flush=True)
+        try:
+            await Collector(nc, settings, sender, batch).run(stop)
+        finally:
+            await nc.drain()
+
+    asyncio.run(go())
