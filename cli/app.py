@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import typer
-
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
 from natsmesh_cli.scaffold import scaffold_command

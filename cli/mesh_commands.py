@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import typer
-
 from natsmesh_cli.output import fail, print_json, render
 
 INSTANCE_COLUMNS = [
@@ -80,7 +79,9 @@ def call_command(
     tool: str = typer.Argument(..., help="Tool name or capability."),
     args: str = typer.Argument("{}", help="The tool's arguments as a JSON object."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the result."),
-    tags: str = typer.Option("", "--tags", help="Selector: tag, +preferred, -excluded (comma-separated)."),
+    tags: str = typer.Option(
+        "", "--tags", help="Selector: tag, +preferred, -excluded (comma-separated)."
+    ),
     version: str = typer.Option(None, "--version", help="Version constraint, e.g. '>=1.0'."),
     trace: bool = typer.Option(False, "--trace", help="Record a trace and print its ID."),
 ) -> None:
@@ -91,7 +92,11 @@ def call_command(
 
     trace_id = new_trace_id() if trace else None
     span_id = new_span_id() if trace else None
-    context = CallContext(traceparent=format_traceparent(trace_id, span_id)) if trace_id and span_id else None
+    context = (
+        CallContext(traceparent=format_traceparent(trace_id, span_id))
+        if trace_id and span_id
+        else None
+    )
 
     async def go(mesh: Any) -> None:
         from natsmesh.errors import MeshError
@@ -101,7 +106,12 @@ def call_command(
         result: Any = None
         try:
             result = await mesh.call(
-                tool, arguments, tags=tags or None, version=version, timeout=timeout, context=context
+                tool,
+                arguments,
+                tags=tags or None,
+                version=version,
+                timeout=timeout,
+                context=context,
             )
         except MeshError as exc:
             error = exc
@@ -138,7 +148,9 @@ async def _publish_root_span(
     )
     try:
         await mesh.nc.jetstream().publish(
-            subjects.spans_subject(trace_id, mesh.settings.prefix), wire.encode_span(span), timeout=2
+            subjects.spans_subject(trace_id, mesh.settings.prefix),
+            wire.encode_span(span),
+            timeout=2,
         )
     except Exception:
         pass  # tracing never fails a call

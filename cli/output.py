@@ -12,14 +12,18 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-def render(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], as_json: bool) -> None:
+def render(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], as_json: bool
+) -> None:
     """Print ``rows`` as a table of ``(key, HEADER)`` columns, or as JSON."""
     if as_json:
         print_json(list(rows))
         return
     headers = [h for _, h in columns]
     cells = [[str(row.get(k, "")) for k, _ in columns] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for line in cells:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())

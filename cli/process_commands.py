@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-
 from natsmesh_cli.output import fail, info
 
 
@@ -38,6 +37,7 @@ async def _wait_registered(settings: Any, names: list[str], timeout: float) -> s
     from natsmesh.session import connect
 
     async with connect(settings, caller="cli", reconnect=False) as mesh:
+
         def ready(view: Any) -> bool:
             return set(names) <= {r.name for r in view.records.values()}
 
@@ -51,7 +51,9 @@ async def _wait_registered(settings: Any, names: list[str], timeout: float) -> s
 def start_command(
     paths: list[Path] = typer.Argument(..., help="Agent files, or folders of agents."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background."),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Restart an agent when its file changes."),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Restart an agent when its file changes."
+    ),
     no_tracing: bool = typer.Option(False, "--no-tracing", help="Publish no spans."),
 ) -> None:
     """Run agents as worker processes; starts an embedded nats-server when none answers."""
@@ -104,7 +106,10 @@ def _spawn(settings: Any, file: Path, name: str) -> subprocess.Popen[bytes]:
     from natsmesh.processes import worker_command, worker_env
 
     proc = subprocess.Popen(
-        worker_command(file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(settings)
+        worker_command(file),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=worker_env(settings),
     )
     threading.Thread(target=_pump, args=(proc, name), daemon=True).start()
     return proc
@@ -143,7 +148,9 @@ def _run_foreground(settings: Any, agents: list[tuple[Path, str]], watch: bool) 
 
 def stop_command(
     agent: str = typer.Argument(None, help="Stop only this agent (all its instances)."),
-    keep_server: bool = typer.Option(False, "--keep-server", help="Leave the embedded nats-server running."),
+    keep_server: bool = typer.Option(
+        False, "--keep-server", help="Leave the embedded nats-server running."
+    ),
 ) -> None:
     """Stop detached agents (and the embedded nats-server when stopping all)."""
     from natsmesh.config import Settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
 from natsmesh_cli.output import fail
 
 TOOL_TEMPLATE = '''"""{name}: describe what this agent does."""
@@ -85,5 +84,8 @@ def scaffold_command(
     target.write_text(template.format(name=name, capability=function, function=function))
     print(f"created {target}")
     print(f"run it:  natsmesh start {target}")
-    print(f"call it: natsmesh call {function} '{{}}'" if kind == "tool" else
-          f"call it: natsmesh call {function} '{{\"topic\": \"NATS\", \"question\": \"What is it?\"}}'")
+    print(
+        f"call it: natsmesh call {function} '{{}}'"
+        if kind == "tool"
+        else f'call it: natsmesh call {function} \'{{"topic": "NATS", "question": "What is it?"}}\''
+    )

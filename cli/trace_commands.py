@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import typer
-
 from natsmesh_cli.output import fail, print_json
 
 
@@ -73,7 +72,9 @@ async def _read_stream(trace_id: str, retries: int) -> list[Any]:
 
 
 def collector_command(
-    otlp_endpoint: str = typer.Option(None, "--otlp-endpoint", help="Where to export (default per protocol)."),
+    otlp_endpoint: str = typer.Option(
+        None, "--otlp-endpoint", help="Where to export (default per protocol)."
+    ),
     protocol: str = typer.Option("grpc", "--protocol", help="grpc (4317) or http (4318)."),
     batch: int = typer.Option(1000, "--batch", help="Spans per export."),
 ) -> None:

@@ -90,7 +90,10 @@ class MeshClient:
         return subject
 
     def dependency_for(
-        self, target: str | Mapping[str, Any] | DependencySpec, tags: Any = None, version: str | None = None
+        self,
+        target: str | Mapping[str, Any] | DependencySpec,
+        tags: Any = None,
+        version: str | None = None,
     ) -> DependencySpec:
         """A dependency spec for a tool name, a capability or a spec, plus extra selectors."""
         if isinstance(target, str):
@@ -120,8 +123,10 @@ class MeshClient:
         :class:`~natsmesh.MeshError` subclass: the remote error rebuilt, ``NoProvider``
         when nothing matches, ``ToolTimeout`` when the deadline passes.
         """
-        dep = target if isinstance(target, DependencySpec) and not (tags or version) else (
-            self.dependency_for(target, tags, version)
+        dep = (
+            target
+            if isinstance(target, DependencySpec) and not (tags or version)
+            else (self.dependency_for(target, tags, version))
         )
         now = time.time()
         deadline = now + (timeout if timeout is not None else self.settings.timeout)
@@ -194,7 +199,10 @@ class MeshClient:
                     f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
                     {"agent": candidate.agent, "tool": candidate.tool.name},
                 ) from None
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+            ) as exc:
                 raise Unavailable(f"the NATS connection is not usable: {exc}") from None
             try:
                 envelope = _envelope.decode(msg.data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -68,5 +67,7 @@ async def connect(
             disconnected_cb=hooks.disconnected,
             **settings.connect_options(),
         )
-    except (OSError, asyncio.TimeoutError, nats.errors.NoServersError) as exc:
-        raise Unavailable(f"no NATS server answers at {settings.nats_url} ({exc or type(exc).__name__})") from exc
+    except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+        raise Unavailable(
+            f"no NATS server answers at {settings.nats_url} ({exc or type(exc).__name__})"
+        ) from exc

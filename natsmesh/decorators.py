@@ -29,7 +29,9 @@ C = TypeVar("C", bound=type)
 
 
 def _check_version(version: str, what: str) -> str:
-    if not isinstance(version, str) or parse_version(version) == (0,) and not version.startswith("0"):
+    if not isinstance(version, str) or (
+        parse_version(version) == (0,) and not version.startswith("0")
+    ):
         raise ValueError(f"{what} version {version!r} is not a version like '1.0.0'")
     return version
 
@@ -49,7 +51,9 @@ def agent(
 
     def decorate(cls: C) -> C:
         if not inspect.isclass(cls):
-            raise TypeError("@mesh.agent decorates a class (it can be empty: `class FlightAgent: pass`)")
+            raise TypeError(
+                "@mesh.agent decorates a class (it can be empty: `class FlightAgent: pass`)"
+            )
         setattr(cls, AGENT_ATTR, spec)
         return cls
 
@@ -139,7 +143,7 @@ def llm(
     *,
     context_param: str | None = None,
     provider: str | Mapping[str, Any] | None = None,
-    filter: Iterable[str | Mapping[str, Any]] = (),  # noqa: A002 - the name users know
+    filter: Iterable[str | Mapping[str, Any]] = (),
     filter_mode: str = "all",
     max_iterations: int = 10,
     **parameters: Any,
@@ -153,7 +157,9 @@ def llm(
     if max_iterations < 1:
         raise ValueError("max_iterations must be at least 1")
     if filter_mode not in ("all", "best"):
-        raise ValueError("filter_mode is 'all' (every matching tool) or 'best' (one per capability)")
+        raise ValueError(
+            "filter_mode is 'all' (every matching tool) or 'best' (one per capability)"
+        )
     provider_dep: DependencySpec = dependency(provider or "llm")
     filters = tuple(dependency(f) for f in filter)
 
@@ -189,5 +195,3 @@ def _check_context_param(spec: ToolSpec, name: str) -> None:
             f"{spec.name}: context_param={name!r} must name a parameter annotated with a "
             "mesh.MeshContextModel subclass"
         )
-
-

@@ -99,7 +99,7 @@ class Dispatcher:
             arguments = self.spec.signature.validate(data)
             context = CallContext(
                 deadline=deadline,
-                otel_context=self.tracing.context_of(span) if span is not None else None,
+                otel_context=self.tracing.context_of(span) if self.tracing and span else None,
             )
             self._inject(arguments, context)
             try:

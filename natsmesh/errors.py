@@ -114,6 +114,8 @@ def translate_nats_errors(what: str) -> Iterator[None]:
     except (ne.ConnectionClosedError, ne.ConnectionDrainingError, ne.StaleConnectionError) as exc:
         raise Unavailable(f"{what}: the NATS connection is closed") from exc
     except ne.MaxPayloadError as exc:
-        raise PayloadTooLarge(f"{what}: the message is larger than the server's max payload") from exc
+        raise PayloadTooLarge(
+            f"{what}: the message is larger than the server's max payload"
+        ) from exc
     except ne.TimeoutError as exc:
         raise ToolTimeout(f"{what}: timed out") from exc

@@ -27,16 +27,11 @@ class LoadedAgent:
 def collect(module: ModuleType, path: Path | None = None) -> LoadedAgent:
     """The agent and tools a module defines; raises ``ValueError`` saying what is missing."""
     where = str(path or module.__name__)
-    agents = [
-        spec
-        for obj in vars(module).values()
-        if inspect.isclass(obj) and (spec := agent_spec(obj)) is not None and obj.__module__ == module.__name__
+    own = [
+        obj for obj in vars(module).values() if getattr(obj, "__module__", None) == module.__name__
     ]
-    tools = [
-        spec
-        for obj in vars(module).values()
-        if callable(obj) and (spec := tool_spec(obj)) is not None and getattr(obj, "__module__", None) == module.__name__
-    ]
+    agents = [a for obj in own if inspect.isclass(obj) and (a := agent_spec(obj)) is not None]
+    tools = [t for obj in own if callable(obj) and (t := tool_spec(obj)) is not None]
     if not agents:
         raise ValueError(
             f"{where}: no @mesh.agent class; add one, e.g.\n"

@@ -25,10 +25,10 @@ def _ago(seconds: float) -> str:
 
 def dependency_counts(record: AgentRecord, view: RegistryView) -> tuple[int, int]:
     """(resolved, declared) dependencies of an instance, from the live view."""
-    deps = {
-        (d.capability, d.tags, d.version) for t in record.tools for d in t.dependencies
-    }
-    resolved = sum(1 for cap, tags, version in deps if view.select(DependencySpec(cap, tags, version)))
+    deps = {(d.capability, d.tags, d.version) for t in record.tools for d in t.dependencies}
+    resolved = sum(
+        1 for cap, tags, version in deps if view.select(DependencySpec(cap, tags, version))
+    )
     return resolved, len(deps)
 
 

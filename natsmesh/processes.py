@@ -50,7 +50,9 @@ def reachable(url: str, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections at a ``nats://host:port`` URL."""
     parsed = urlparse(url if "://" in url else f"nats://{url}")
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout
+        ):
             return True
     except OSError:
         return False
@@ -73,7 +75,12 @@ def ensure_nats(settings: Settings) -> str | None:
     server = start_server(
         store, host=host, port=port, detach=True, log_file=logs_dir(settings) / "nats-server.log"
     )
-    record = {"pid": server.pid, "url": server.url, "monitor": server.monitor_url, "store": str(store)}
+    record = {
+        "pid": server.pid,
+        "url": server.url,
+        "monitor": server.monitor_url,
+        "store": str(store),
+    }
     (settings.home_path / SERVER_PID_FILE).write_text(json.dumps(record))
     return (
         f"started an embedded nats-server with JetStream at {server.url} "
@@ -159,7 +166,9 @@ def detached_agents(settings: Settings, agent: str | None = None) -> list[AgentP
     return out
 
 
-def stop_agents(settings: Settings, agent: str | None = None, timeout: float = 15.0) -> list[AgentProcess]:
+def stop_agents(
+    settings: Settings, agent: str | None = None, timeout: float = 15.0
+) -> list[AgentProcess]:
     """SIGTERM detached workers (all, or one agent's) and wait until they have stopped."""
     procs = detached_agents(settings, agent)
     for proc in procs:

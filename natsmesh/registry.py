@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
@@ -177,8 +178,8 @@ class RegistryView:
             log.warning("ignoring malformed registry entry %s: %s", key, exc)
             self._forget(key)
             return
-        created = entry.created
-        self.last_seen[key] = created.timestamp() if created else time.time()
+        created: Any = entry.created  # nats-py types it int; it is a datetime
+        self.last_seen[key] = created.timestamp() if created is not None else time.time()
 
     def _forget(self, key: str) -> None:
         self.records.pop(key, None)

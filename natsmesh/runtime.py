@@ -172,7 +172,9 @@ class Runtime:
 
         async def on_request(msg: Msg) -> None:
             if not self._accepting or self._in_flight >= self.max_in_flight:
-                reason = "is stopping" if not self._accepting else "is at its limit of calls in flight"
+                reason = (
+                    "is stopping" if not self._accepting else "is at its limit of calls in flight"
+                )
                 outcome = error_outcome(Unavailable(f"{self.instance_id} {reason}"))
                 await self._reply(msg, outcome, dispatcher.spec.name, 0)
                 return
@@ -278,5 +280,3 @@ def event_loop_runner() -> asyncio.Runner:
         return asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         return asyncio.Runner()
-
-

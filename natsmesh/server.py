@@ -98,7 +98,9 @@ def pid_alive(pid: int) -> bool:
 def healthy(monitor_url: str, timeout: float = 0.5) -> bool:
     """True when the server's JetStream health check answers 200."""
     try:
-        with urllib.request.urlopen(f"{monitor_url}/healthz?js-enabled-only=true", timeout=timeout) as r:
+        with urllib.request.urlopen(
+            f"{monitor_url}/healthz?js-enabled-only=true", timeout=timeout
+        ) as r:
             return bool(r.status == 200)
     except OSError:
         return False
@@ -134,7 +136,11 @@ def start_server(
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=detach
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
         )
     finally:
         if log_file:

@@ -57,7 +57,9 @@ def info(runtime: Runtime) -> dict[str, Any]:
     body["endpoints"] = [
         {
             "name": t.name,
-            "subject": subjects.cap_subject(t.capability, runtime.agent.name, runtime.settings.prefix),
+            "subject": subjects.cap_subject(
+                t.capability, runtime.agent.name, runtime.settings.prefix
+            ),
             "queue_group": subjects.queue_group(runtime.agent.name),
             "metadata": {"capability": t.capability, "tags": ",".join(t.tags)},
         }
@@ -76,13 +78,17 @@ def stats(runtime: Runtime) -> dict[str, Any]:
         endpoints.append(
             {
                 "name": t.name,
-                "subject": subjects.cap_subject(t.capability, runtime.agent.name, runtime.settings.prefix),
+                "subject": subjects.cap_subject(
+                    t.capability, runtime.agent.name, runtime.settings.prefix
+                ),
                 "queue_group": subjects.queue_group(runtime.agent.name),
                 "num_requests": s.num_requests,
                 "num_errors": s.num_errors,
                 "last_error": s.last_error,
                 "processing_time": s.processing_time,
-                "average_processing_time": s.processing_time // s.num_requests if s.num_requests else 0,
+                "average_processing_time": s.processing_time // s.num_requests
+                if s.num_requests
+                else 0,
                 "data": None,
             }
         )

@@ -99,7 +99,9 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def spawn_agent(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def spawn_agent(
+    settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start an agent file as its own worker process (for SIGKILL and SIGTERM tests)."""
     procs: list[subprocess.Popen[bytes]] = []
 

@@ -56,11 +56,11 @@ def to_otlp(spans: Iterable[SpanMessage]) -> ExportTraceServiceRequest:
             span_id=bytes.fromhex(s.span_id),
             parent_span_id=bytes.fromhex(s.parent_id) if s.parent_id else b"",
             name=s.name,
-            kind=s.kind + 1,  # OTLP kinds start at UNSPECIFIED=0
+            kind=s.kind + 1,  # type: ignore[arg-type]  # OTLP kinds start at UNSPECIFIED=0
             start_time_unix_nano=s.start,
             end_time_unix_nano=s.end,
             attributes=_attrs(s.attrs),
-            status=Status(code=s.status, message=s.status_message),
+            status=Status(code=s.status, message=s.status_message),  # type: ignore[arg-type]
             events=[
                 Span.Event(time_unix_nano=e.time, name=e.name, attributes=_attrs(e.attrs))
                 for e in s.events
@@ -99,7 +99,9 @@ class OtlpSender:
             self._stub = None
         else:
             import grpc
-            from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
+                TraceServiceStub,
+            )
 
             target = endpoint.split("://", 1)[-1].rstrip("/")
             self._channel = grpc.insecure_channel(target)
@@ -123,7 +125,12 @@ class Collector:
     """Moves spans from the stream to an OTLP receiver."""
 
     def __init__(
-        self, nc: NATS, settings: Settings, sender: OtlpSender, batch: int = 1000, retry_delay: float = 1.0
+        self,
+        nc: NATS,
+        settings: Settings,
+        sender: OtlpSender,
+        batch: int = 1000,
+        retry_delay: float = 1.0,
     ) -> None:
         self.nc = nc
         self.settings = settings
@@ -155,7 +162,7 @@ class Collector:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=0.5)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 msgs = []
             except Exception as exc:  # connection trouble: wait and retry
                 log.warning("fetching spans failed: %s", exc)
@@ -177,7 +184,9 @@ class Collector:
                 await asyncio.to_thread(self.sender.send, to_otlp(spans))
         except Exception as exc:
             self.failures += 1
-            log.warning("OTLP export of %d spans failed (%s); they stay in the stream", len(spans), exc)
+            log.warning(
+                "OTLP export of %d spans failed (%s); they stay in the stream", len(spans), exc
+            )
             for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.nak(delay=self.retry_delay)

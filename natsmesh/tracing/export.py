@@ -183,7 +183,7 @@ class NatsSpanProcessor(SpanProcessor):
                 await self._nc.flush(timeout=1)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
-                while self._unacked > 0:
+                while self._unacked > 0:  # noqa: ASYNC110 - acks arrive on a callback
                     await asyncio.sleep(0.01)
 
     def stats(self) -> dict[str, int]:

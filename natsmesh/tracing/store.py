@@ -17,7 +17,9 @@ from natsmesh.tracing.export import decode_spans
 from natsmesh.wire import SpanMessage
 
 
-async def read_trace(nc: NATS, settings: Settings, trace_id: str, timeout: float = 3.0) -> list[SpanMessage]:
+async def read_trace(
+    nc: NATS, settings: Settings, trace_id: str, timeout: float = 3.0
+) -> list[SpanMessage]:
     """Every span of ``trace_id`` now in the stream (an ordered, ephemeral consumer)."""
     js = nc.jetstream()
     subject = subjects.spans_subject(trace_id, settings.prefix)
@@ -26,7 +28,10 @@ async def read_trace(nc: NATS, settings: Settings, trace_id: str, timeout: float
     if expected == 0:
         return []
     sub = await js.subscribe(
-        subject, stream=settings.spans_stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        subject,
+        stream=settings.spans_stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
     )
     payloads: list[bytes] = []
     try:
@@ -34,7 +39,7 @@ async def read_trace(nc: NATS, settings: Settings, trace_id: str, timeout: float
             while len(payloads) < expected:
                 msg = await sub.next_msg(timeout=timeout)
                 payloads.append(msg.data)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         pass
     finally:
         await sub.unsubscribe()
@@ -47,8 +52,13 @@ def _hex(value: str, size: int) -> str:
     return base64.b64decode(value).hex()
 
 
-_KINDS = {"SPAN_KIND_INTERNAL": 0, "SPAN_KIND_SERVER": 1, "SPAN_KIND_CLIENT": 2,
-          "SPAN_KIND_PRODUCER": 3, "SPAN_KIND_CONSUMER": 4}
+_KINDS = {
+    "SPAN_KIND_INTERNAL": 0,
+    "SPAN_KIND_SERVER": 1,
+    "SPAN_KIND_CLIENT": 2,
+    "SPAN_KIND_PRODUCER": 3,
+    "SPAN_KIND_CONSUMER": 4,
+}
 
 
 def _value(v: dict[str, Any]) -> Any:
@@ -64,7 +74,9 @@ def spans_from_otlp_json(data: dict[str, Any]) -> list[SpanMessage]:
     """Span messages from an OTLP/JSON trace (what Tempo's ``/api/traces/<id>`` returns)."""
     out = []
     for batch in data.get("batches") or data.get("resourceSpans") or []:
-        resource = {a["key"]: _value(a["value"]) for a in batch.get("resource", {}).get("attributes", [])}
+        resource = {
+            a["key"]: _value(a["value"]) for a in batch.get("resource", {}).get("attributes", [])
+        }
         service = str(resource.get("service.name", "?"))
         for scope in batch.get("scopeSpans") or batch.get("instrumentationLibrarySpans") or []:
             for s in scope.get("spans", []):
@@ -81,7 +93,7 @@ def spans_from_otlp_json(data: dict[str, Any]) -> list[SpanMessage]:
                         end=int(s.get("endTimeUnixNano", 0)),
                         service=service,
                         instance=str(resource.get("service.instance.id", "")),
-                        kind=_KINDS.get(kind, kind) if isinstance(kind, str) else int(kind),
+                        kind=_KINDS.get(kind, 0) if isinstance(kind, str) else int(kind),
                         status=2 if code in (2, "STATUS_CODE_ERROR") else 0,
                         status_message=status.get("message", ""),
                         attrs={a["key"]: _value(a["value"]) for a in s.get("attributes", [])},

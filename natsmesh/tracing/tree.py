@@ -94,7 +94,5 @@ def render(trace_id: str, spans: list[SpanMessage]) -> str:
     agents = {s.service for s in shown}
     total = (max(s.end for s in spans) - min(s.start for s in spans)) if spans else 0
     ok = "✗" if any(s.status == ERROR for s in spans) else "✓"
-    lines.append(
-        f"Summary: {len(shown)} spans across {len(agents)} agents | {_ms(total)} | {ok}"
-    )
+    lines.append(f"Summary: {len(shown)} spans across {len(agents)} agents | {_ms(total)} | {ok}")
     return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from natsmesh.loader import LoadedAgent
+from natsmesh.specs import agent_spec, tool_spec
+
+TEST_AGENTS = Path(__file__).resolve().parent / "agents"
+
+
+def loaded(agent_cls: Any, *tools: Any) -> LoadedAgent:
+    """A LoadedAgent from a decorated class and decorated functions."""
+    spec = agent_spec(agent_cls)
+    assert spec is not None
+    return LoadedAgent(spec, tuple(tool_spec(t) for t in tools))  # type: ignore[misc]
+
+
+def provider(name: str, tags: list[str], version: str = "1.0.0") -> LoadedAgent:
+    import importlib.util
+    import sys
+
+    if "natsmesh_test_providers" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "natsmesh_test_providers", TEST_AGENTS / "providers.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["natsmesh_test_providers"] = module
+        spec.loader.exec_module(module)
+    return loaded(*sys.modules["natsmesh_test_providers"].provider(name, tags, version))
