@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -44,29 +45,51 @@ async def connect(
     *,
     reconnect: bool = True,
     connect_timeout: float = 2.0,
+    initial_timeout: float | None = None,
 ) -> NATS:
-    """Connect to ``settings.nats_url``; raises :class:`Unavailable` when nothing answers."""
+    """Connect to ``settings.nats_url``; raises :class:`Unavailable` when nothing answers.
+
+    With ``reconnect`` the first connection is retried until ``initial_timeout`` passes
+    (forever when it is ``None``, as agents do: they wait for NATS to come up).
+    """
     hooks = hooks or Hooks()
 
-    async def error_cb(exc: Exception) -> None:
-        # nats-py reports every failed reconnect attempt here; keep it quiet but visible
-        log.debug("nats: %s", exc)
+    warned = False
 
-    try:
+    async def error_cb(exc: Exception) -> None:
+        # nats-py reports every failed (re)connect attempt here: warn once, then stay quiet
+        nonlocal warned
+        if not warned and reconnect:
+            log.warning(
+                "cannot reach NATS at %s (%s); retrying",
+                settings.nats_url,
+                exc or type(exc).__name__,
+            )
+            warned = True
+        else:
+            log.debug("nats: %s", exc)
+
+    options = settings.connect_options()
+
+    async def attempt() -> NATS:
         return await nats.connect(
             servers=settings.servers(),
             name=name,
             connect_timeout=connect_timeout,
             allow_reconnect=reconnect,
-            max_reconnect_attempts=-1 if reconnect else 0,
+            # nats-py treats 0 as "no limit" while connecting: 1 means try each server twice
+            max_reconnect_attempts=-1 if reconnect else 1,
             reconnect_time_wait=0.25,
             ping_interval=5,
             max_outstanding_pings=3,
             error_cb=error_cb,
             reconnected_cb=hooks.reconnected,
             disconnected_cb=hooks.disconnected,
-            **settings.connect_options(),
+            **options,
         )
+
+    try:
+        return await asyncio.wait_for(attempt(), initial_timeout)
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
         raise Unavailable(
             f"no NATS server answers at {settings.nats_url} ({exc or type(exc).__name__})"

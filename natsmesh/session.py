@@ -14,12 +14,18 @@ from natsmesh.registry import RegistryView, open_bucket
 
 @contextlib.asynccontextmanager
 async def connect(
-    settings: Settings | None = None, *, caller: str = "python", reconnect: bool = True
+    settings: Settings | None = None,
+    *,
+    caller: str = "python",
+    reconnect: bool = True,
+    connect_timeout: float = 5.0,
 ) -> AsyncIterator[MeshClient]:
     """Connect to NATS, load the registry view, and yield a :class:`MeshClient`."""
     s = settings or Settings.from_env()
     hooks = Hooks()
-    nc = await connect_nats(s, f"natsmesh {caller}", hooks, reconnect=reconnect)
+    nc = await connect_nats(
+        s, f"natsmesh {caller}", hooks, reconnect=reconnect, initial_timeout=connect_timeout
+    )
     try:
         kv = await open_bucket(nc.jetstream(), s)
         view = RegistryView(kv)
