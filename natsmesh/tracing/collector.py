@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -139,6 +139,14 @@ class Collector:
         self.retry_delay = retry_delay
         self.exported = 0
         self.failures = 0
+        self._progress = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[Collector], bool], timeout: float) -> None:
+        """Wait until ``predicate(self)`` holds, re-checked after every export attempt."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._progress.clear()
+                await self._progress.wait()
 
     async def run(self, stop: asyncio.Event | None = None, report_every: float = 10.0) -> None:
         """Fetch, export, ack, until ``stop`` is set."""
@@ -190,12 +198,14 @@ class Collector:
             for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.nak(delay=self.retry_delay)
+            self._progress.set()
             await asyncio.sleep(self.retry_delay)
             return
         for m in msgs:
             with contextlib.suppress(Exception):
                 await m.ack()
         self.exported += len(spans)
+        self._progress.set()
 
     @staticmethod
     async def _backlog(sub: object) -> int | str:

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -100,6 +101,7 @@ class NatsSpanProcessor(SpanProcessor):
         self.acked = 0
         self.dropped = 0
         self.failed = 0
+        self._acks = asyncio.Event()
 
     # --- SpanProcessor ----------------------------------------------------------------
 
@@ -133,6 +135,16 @@ class NatsSpanProcessor(SpanProcessor):
             self.failed += 1
         else:
             self.acked += 1
+        self._acks.set()
+
+    async def wait_until(
+        self, predicate: Callable[[NatsSpanProcessor], bool], timeout: float
+    ) -> None:
+        """Wait until ``predicate(self)`` holds, re-checking on every ack; ``TimeoutError`` after ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._acks.clear()
+                await self._acks.wait()
 
     async def _run(self) -> None:
         while True:
@@ -182,9 +194,7 @@ class NatsSpanProcessor(SpanProcessor):
             if self._nc is not None:
                 await self._nc.flush(timeout=1)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1):
-                while self._unacked > 0:  # noqa: ASYNC110 - acks arrive on a callback
-                    await asyncio.sleep(0.01)
+            await self.wait_until(lambda p: p._unacked == 0, 1)
 
     def stats(self) -> dict[str, int]:
         return {
