@@ -121,7 +121,9 @@ def call_command(
             if trace_id:
                 print(f"Trace ID: {trace_id}")
             fail(f"{error.type}: {error.message}")
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(
+            result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False)
+        )
         if trace_id:
             print(f"Trace ID: {trace_id}")
 

@@ -14,10 +14,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CallContext": "natsmesh.client",
     "InvalidArguments": "natsmesh.errors",
-    "LlmAgent": "natsmesh.llm.agent",
+    "LlmAgent": "natsmesh.genai.agent",
     "McpMeshTool": "natsmesh.injection",
     "MeshClient": "natsmesh.client",
-    "MeshContextModel": "natsmesh.llm.context",
+    "MeshContextModel": "natsmesh.genai.context",
     "MeshError": "natsmesh.errors",
     "MeshTool": "natsmesh.injection",
     "NoProvider": "natsmesh.errors",
@@ -66,9 +66,9 @@ if TYPE_CHECKING:
         ToolTimeout,
         Unavailable,
     )
+    from natsmesh.genai.agent import LlmAgent
+    from natsmesh.genai.context import MeshContextModel
     from natsmesh.injection import McpMeshTool, MeshTool
-    from natsmesh.llm.agent import LlmAgent
-    from natsmesh.llm.context import MeshContextModel
     from natsmesh.runtime import Runtime
     from natsmesh.session import connect
     from natsmesh.worker import run

@@ -20,6 +20,7 @@ from natsmesh.specs import (
     ToolSpec,
     dependency,
     parse_tags,
+    tool_filter,
     tool_spec,
 )
 from natsmesh.subjects import check_token
@@ -114,16 +115,28 @@ def llm_provider(
     version: str = "1.0.0",
     description: str | None = None,
     model_env: str | None = None,
+    offline_without_key: bool = False,
+    mock_script: Iterable[Mapping[str, Any]] = (),
     **parameters: Any,
 ) -> Callable[[F], F]:
     """Turn an empty function into a tool that completes conversations with ``model``
-    through litellm. ``model_env`` names an environment variable that overrides it."""
+    through litellm.
+
+    ``model_env`` names an environment variable that overrides the model (any litellm
+    model, local ones included, or ``offline``). With ``offline_without_key`` the
+    provider answers with the offline model, and says so, while the model's API key is
+    not set. Other keyword arguments go to ``litellm.acompletion``.
+    """
     if not model or not isinstance(model, str):
         raise ValueError("llm_provider needs a model, e.g. 'anthropic/claude-sonnet-4-5'")
-    provider = ProviderSpec(model, model_env, dict(parameters))
+    if model_env is not None and not model_env.replace("_", "").isalnum():
+        raise ValueError(f"model_env {model_env!r} is not an environment variable name")
+    provider = ProviderSpec(
+        model, model_env, dict(parameters), offline_without_key, tuple(dict(t) for t in mock_script)
+    )
 
     def decorate(func: F) -> F:
-        from natsmesh.llm.provider import make_provider_function
+        from natsmesh.genai.provider import make_provider_function
 
         impl = make_provider_function(func, provider)
         setattr(impl, "__natsmesh_provider__", provider)  # noqa: B010
@@ -161,7 +174,7 @@ def llm(
             "filter_mode is 'all' (every matching tool) or 'best' (one per capability)"
         )
     provider_dep: DependencySpec = dependency(provider or "llm")
-    filters = tuple(dependency(f) for f in filter)
+    filters = tuple(tool_filter(f) for f in filter)
 
     def decorate(func: F) -> F:
         source = inspect.getsourcefile(func)

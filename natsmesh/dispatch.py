@@ -104,7 +104,11 @@ class Dispatcher:
             self._inject(arguments, context)
             try:
                 async with asyncio.timeout(remaining):
-                    result = await self._run(arguments)
+                    if span is not None:
+                        with self.tracing.activate(span):  # type: ignore[union-attr]
+                            result = await self._run(arguments)
+                    else:
+                        result = await self._run(arguments)
             except TimeoutError:
                 raise ToolTimeout(
                     f"{self.spec.name} did not finish before the caller's deadline; it was cancelled"
@@ -136,7 +140,7 @@ class Dispatcher:
                 {k: v for k, v in arguments.items() if k not in sig.dependency_params}
             )
         if sig.llm_param is not None:
-            from natsmesh.llm.agent import LlmAgent
+            from natsmesh.genai.agent import LlmAgent
 
             llm = self._llm
             if llm is None:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from natsmesh.errors import InvalidArguments
-from natsmesh.llm.agent import LlmAgent
-from natsmesh.llm.context import MeshContextModel
+from natsmesh.genai.agent import LlmAgent
+from natsmesh.genai.context import MeshContextModel
 from natsmesh.specs import DependencySpec
 
 if TYPE_CHECKING:

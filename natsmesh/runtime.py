@@ -117,6 +117,7 @@ class Runtime:
         await view.start()
         if s.tracing:
             await self._start_tracing(js)
+        await self._prepare_providers()
         self.client = MeshClient(
             nc, view, s, caller=f"{self.agent.name}/{self.instance_id}", tracing=self.tracing
         )
@@ -131,6 +132,16 @@ class Runtime:
             ", ".join(t.name for t in self.tools) or "no tools",
             self.instance_id,
         )
+
+    async def _prepare_providers(self) -> None:
+        """Import litellm and choose models now, so the first call does not pay for it."""
+        providers = [t for t in self.tools if t.provider is not None]
+        if providers:
+            from natsmesh.genai.provider import prepare
+
+            for t in providers:
+                assert t.provider is not None
+                await asyncio.to_thread(prepare, t.provider, t.name)
 
     async def _start_tracing(self, js: Any) -> None:
         from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream

@@ -100,7 +100,7 @@ class LlmSpec:
     system_prompt: str | None
     context_param: str | None
     provider: DependencySpec
-    filter: tuple[DependencySpec, ...] = ()
+    filter: tuple[ToolFilter, ...] = ()
     filter_mode: str = "all"
     max_iterations: int = 10
     #: folder that ``file://`` prompts are relative to (the agent file's)
@@ -116,6 +116,34 @@ class ProviderSpec:
     #: environment variable that overrides the model
     model_env: str | None = None
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: answer with the offline model (and say so) when the model's API key is not set
+    offline_without_key: bool = False
+    #: scripted turns for tests, played through litellm's mock_response/mock_tool_calls
+    mock_script: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolFilter:
+    """Which mesh tools an LLM may call: by capability, by tags, or both."""
+
+    capability: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def tool_filter(value: str | Mapping[str, Any]) -> ToolFilter:
+    """Parse ``"capability"`` or ``{"capability": ..., "tags": [...]}`` (either key may be absent)."""
+    if isinstance(value, str):
+        return ToolFilter(check_token(value, "capability"))
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"capability", "tags"}
+        if unknown or not value:
+            raise ValueError(f"filter {dict(value)!r}: expected keys capability and/or tags")
+        capability = value.get("capability")
+        return ToolFilter(
+            None if capability is None else check_token(str(capability), "capability"),
+            parse_tags(value.get("tags", ())),
+        )
+    raise TypeError(f"a filter is a capability name or a dict, not {type(value).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,6 +79,13 @@ class Tracing:
         return format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled)
 
     @staticmethod
+    def activate(span: Span) -> Any:
+        """Make ``span`` current while a tool runs (so ``trace.get_current_span()`` finds it)."""
+        return trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+
+    @staticmethod
     def context_of(span: Span) -> Context:
         return trace.set_span_in_context(span)
 

@@ -131,7 +131,7 @@ async def test_collector_exports_every_span_once_and_survives_an_outage(
     assert len(span_ids) == len(set(span_ids)) == 60, "every span exactly once"
     assert {s[0] for s in receiver.spans} == first | second
     by_id = {s[1]: s for s in receiver.spans}
-    for trace_id, span_id, parent, resource, attrs in receiver.spans:
+    for trace_id, _span_id, parent, resource, attrs in receiver.spans:
         assert resource["service.name"] in {"flight-agent", "user-prefs-agent"}
         assert resource["service.instance.id"].startswith(resource["service.name"])
         assert attrs["messaging.system"].string_value == "nats"

@@ -1,0 +1,216 @@
+"""LLM providers: a tool that completes one conversation turn through litellm.
+
+litellm is imported on the first call, so only provider processes ever load it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from natsmesh.errors import ToolError, Unavailable
+from natsmesh.genai import offline
+from natsmesh.specs import ProviderSpec
+
+log = logging.getLogger("natsmesh.genai")
+
+#: completion parameters a caller may set; everything else (keys, base URLs) stays with the provider
+CALLER_PARAMETERS = frozenset(
+    {"temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty",
+     "frequency_penalty", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
+)  # fmt: skip
+_SECRET_NAMES = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$")
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def scrub(text: str) -> str:
+    """Remove the values of secret-looking environment variables from ``text``."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and _SECRET_NAMES.search(name):
+            text = text.replace(value, "***")
+    return re.sub(r"sk-[A-Za-z0-9_-]{8,}", "sk-***", text)
+
+
+def missing_keys(model: str) -> list[str]:
+    """Environment variables litellm needs for ``model`` that are not set."""
+    try:
+        return list(_litellm().validate_environment(model).get("missing_keys") or [])
+    except Exception:
+        return []
+
+
+def resolve_model(spec: ProviderSpec) -> str:
+    """The model to use now: the override variable, else offline when allowed and keyless."""
+    override = os.environ.get(spec.model_env) if spec.model_env else None
+    if override:
+        return override
+    if spec.offline_without_key and not spec.mock_script and missing_keys(spec.model):
+        return offline.MODEL
+    return spec.model
+
+
+def prepare(spec: ProviderSpec, tool: str) -> str:
+    """Load litellm and pick the model before the first call; log the choice."""
+    model = resolve_model(spec)
+    if model == offline.MODEL and not (spec.model_env and os.environ.get(spec.model_env)):
+        keys = ", ".join(missing_keys(spec.model)) or "the API key"
+        log.warning(
+            "%s is not set: %s answers with the offline model instead of %s",
+            keys,
+            tool,
+            spec.model,
+        )
+    else:
+        log.info("%s answers with %s", tool, model)
+    return model
+
+
+def _mock_kwargs(spec: ProviderSpec, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    turn_index = sum(1 for m in messages if m.get("role") == "assistant")
+    turn = spec.mock_script[min(turn_index, len(spec.mock_script) - 1)]
+    calls = [
+        {
+            "id": f"call-{turn_index}-{i}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+        }
+        for i, c in enumerate(turn.get("tool_calls", []))
+    ]
+    kwargs: dict[str, Any] = {"mock_response": turn.get("error") or turn.get("content", "")}
+    if calls:
+        kwargs["mock_tool_calls"] = calls
+    return kwargs
+
+
+def _reply(response: Any) -> dict[str, Any]:
+    choice = response.choices[0]
+    message = choice.message
+    calls = [
+        {"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+        for c in (message.tool_calls or [])
+    ]
+    usage = getattr(response, "usage", None)
+    return {
+        "content": message.content or "",
+        "tool_calls": calls,
+        "usage": {
+            "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        },
+        "model": response.model or "",
+        "finish_reason": "tool_calls" if calls else (choice.finish_reason or "stop"),
+    }
+
+
+def _translate(exc: Exception, model: str, spec: ProviderSpec) -> Exception:
+    litellm = _litellm()
+    kind = type(exc).__name__
+    if isinstance(exc, litellm.AuthenticationError):
+        keys = missing_keys(model)
+        hint = f"set {', '.join(keys)}" if keys else "check the provider's API key"
+        return Unavailable(f"{model}: authentication failed ({hint})", {"cause": kind})
+    if isinstance(exc, litellm.RateLimitError):
+        return Unavailable(
+            f"{model}: rate limited by the upstream API; try again later", {"cause": kind}
+        )
+    outage = (
+        litellm.ServiceUnavailableError,
+        litellm.InternalServerError,
+        litellm.APIConnectionError,
+        litellm.Timeout,
+        litellm.BadGatewayError,
+    )
+    if isinstance(exc, outage):
+        return Unavailable(f"{model}: upstream outage ({kind})", {"cause": kind})
+    return ToolError(f"{model}: {kind}: {scrub(str(exc))[:300]}", {"cause": kind})
+
+
+async def complete(
+    spec: ProviderSpec,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    response_format: dict[str, Any] | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Complete one turn with the provider's model; record ``gen_ai.*`` on the current span."""
+    from opentelemetry import trace
+
+    model = resolve_model(spec)
+    span = trace.get_current_span()
+    span.set_attribute("gen_ai.operation.name", "chat")
+    span.set_attribute("gen_ai.request.model", model)
+    span.set_attribute("gen_ai.system", model.split("/", 1)[0] if "/" in model else model)
+    if model == offline.MODEL:
+        reply = offline.complete(messages, tools, response_format)
+    else:
+        reply = await _litellm_complete(spec, model, messages, tools, response_format, parameters)
+    span.set_attribute("gen_ai.response.model", reply["model"])
+    span.set_attribute("gen_ai.usage.input_tokens", reply["usage"]["input_tokens"])
+    span.set_attribute("gen_ai.usage.output_tokens", reply["usage"]["output_tokens"])
+    span.set_attribute("gen_ai.response.finish_reasons", [reply["finish_reason"]])
+    return reply
+
+
+async def _litellm_complete(
+    spec: ProviderSpec,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    response_format: dict[str, Any] | None,
+    parameters: dict[str, Any] | None,
+) -> dict[str, Any]:
+    litellm = _litellm()
+    kwargs: dict[str, Any] = dict(spec.parameters)
+    kwargs.update({k: v for k, v in (parameters or {}).items() if k in CALLER_PARAMETERS})
+    if spec.mock_script:
+        kwargs.update(_mock_kwargs(spec, messages))
+    else:
+        keys = missing_keys(model)
+        if keys:
+            hint = (
+                f" or set {spec.model_env}=offline to use the offline model"
+                if spec.model_env
+                else ""
+            )
+            raise Unavailable(
+                f"{model} needs {', '.join(keys)}: set it in the provider's environment{hint}",
+                {"cause": "missing_api_key", "missing": keys},
+            )
+    if tools:
+        kwargs["tools"] = tools
+    if response_format:
+        kwargs["response_format"] = response_format
+    try:
+        response = await litellm.acompletion(model=model, messages=messages, **kwargs)
+    except Exception as exc:
+        raise _translate(exc, model, spec) from None
+    return _reply(response)
+
+
+def make_provider_function(func: Callable[..., Any], spec: ProviderSpec) -> Callable[..., Any]:
+    """The tool function behind ``@mesh.llm_provider``: named and placed like ``func``."""
+
+    async def provider(
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await complete(spec, messages, tools, response_format, parameters)
+
+    provider.__name__ = func.__name__
+    provider.__qualname__ = func.__qualname__
+    provider.__module__ = func.__module__
+    provider.__doc__ = func.__doc__
+    return provider

@@ -1,1 +1,0 @@
-"""LLMs in the mesh: litellm providers, the consumer-side agent loop, prompt templates."""
