@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from natsmesh.injection import analyze
 from natsmesh.selection import parse_version
@@ -146,7 +146,7 @@ def llm_provider(
             tags=tags,
             version=version,
         )(impl)
-        return wrapped
+        return cast(F, wrapped)
 
     return decorate
 

@@ -51,8 +51,10 @@ class LlmAgent:
         self._context = context
         self._output = return_type if _is_model(return_type) else None
         self._tool_name = tool_name
-        #: every turn of the last call, for callers that want usage or the raw replies
+        #: every model turn of the last call (usage, raw replies)
         self.turns: list[Turn] = []
+        #: the whole conversation of the last call, tool results included
+        self.messages: list[dict[str, Any]] = []
 
     def system_prompt(self, context: dict[str, Any] | None = None) -> str:
         """The rendered system prompt for this call's context plus ``context``."""
@@ -109,6 +111,7 @@ class LlmAgent:
         if parameters or self._spec.parameters:
             request["parameters"] = {**self._spec.parameters, **parameters}
         self.turns = []
+        self.messages = messages
         for _ in range(self._spec.max_iterations):
             turn = await self._complete(request)
             if not turn.tool_calls:

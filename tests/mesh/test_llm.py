@@ -1,0 +1,241 @@
+"""LLM providers and the consumer-side tool loop. The model is faked with litellm's own
+mock facilities (mock_response / mock_tool_calls); everything else is real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from natsmesh import subjects, wire
+from natsmesh.client import CallContext
+from natsmesh.config import Settings
+from natsmesh.errors import NoProvider, ToolError, Unavailable
+from natsmesh.session import connect
+from natsmesh.tracing import tree
+from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
+from tests.agents import llm_agents
+
+HELLO = [{"content": "Hello from the scripted model"}]
+TWO_TOOLS = [
+    {
+        "tool_calls": [
+            {"name": "get_weather", "arguments": {"location": "Kyoto", "date": "2026-06-01"}},
+            {"name": "hotel_search", "arguments": {"destination": "Kyoto", "min_stars": 3}},
+        ]
+    },
+    {"content": "Stay at Sakura Inn; it will be partly cloudy."},
+]
+
+
+@pytest.fixture(autouse=True)
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "OPENAI_API_KEY",
+        "NATSMESH_CLAUDE_MODEL",
+        "NATSMESH_OPENAI_MODEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def mesh_with(start_agents, settings: Settings, *agents):
+    await start_agents(*agents)
+    return connect(settings)
+
+
+async def test_provider_round_trip_with_usage(start_agents, settings: Settings) -> None:
+    await start_agents(llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO))
+    async with connect(settings) as mesh:
+        reply = await mesh.call("llm", {"messages": [{"role": "user", "content": "hi"}]})
+    assert reply["content"] == "Hello from the scripted model"
+    assert reply["usage"] == {"input_tokens": 10, "output_tokens": 20}
+    assert reply["model"] == "claude-sonnet-4-5"
+    assert reply["finish_reason"] == "stop"
+    assert reply["tool_calls"] == []
+
+
+async def test_missing_key_is_a_clear_error_and_the_provider_keeps_serving(
+    start_agents, settings: Settings
+) -> None:
+    [provider] = await start_agents(llm_agents.keyless_provider())
+    async with connect(settings) as mesh:
+        for _ in range(2):
+            with pytest.raises(Unavailable, match="needs ANTHROPIC_API_KEY: set it") as info:
+                await mesh.call("llm", {"messages": [{"role": "user", "content": "hi"}]})
+            assert info.value.details["cause"] == "missing_api_key"
+        assert provider.stats.endpoints["keyless"].num_requests == 2
+
+
+async def test_caller_cannot_set_provider_secrets(start_agents, settings: Settings) -> None:
+    await start_agents(llm_agents.keyless_provider())
+    async with connect(settings) as mesh:
+        with pytest.raises(Unavailable, match="ANTHROPIC_API_KEY"):
+            await mesh.call(
+                "llm",
+                {
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "parameters": {"api_key": "stolen", "api_base": "http://evil.invalid"},
+                },
+            )
+
+
+async def test_template_from_context_model_and_call_time_context(
+    start_agents, settings: Settings
+) -> None:
+    await start_agents(
+        llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO), llm_agents.asker()
+    )
+    async with connect(settings) as mesh:
+        out = await mesh.call("ask", {"destination": "Kyoto", "mood": "brief"})
+        assert out["system"] == "You help with trips to Kyoto. Be brief."
+        assert out["messages"][0] == {"role": "system", "content": out["system"]}
+        assert out["answer"] == "Hello from the scripted model"
+        override = await mesh.call("ask", {"destination": "Kyoto", "extra": {"mood": "poetic"}})
+        assert override["system"].endswith("Be poetic.")
+
+
+async def test_missing_template_variable_names_it(start_agents, settings: Settings) -> None:
+    await start_agents(
+        llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO),
+        llm_agents.asker(prompt="file://prompts/needs_more.j2"),
+    )
+    async with connect(settings) as mesh:
+        with pytest.raises(ToolError, match="'not_in_context' is undefined"):
+            await mesh.call("ask", {"destination": "Kyoto"})
+
+
+def test_missing_template_file_fails_at_decoration() -> None:
+    import natsmesh as mesh
+
+    with pytest.raises(FileNotFoundError, match="no template file"):
+        mesh.llm(system_prompt="file://prompts/does_not_exist.j2")(lambda: None)
+
+
+async def test_tool_loop_runs_two_tools_and_answers(start_agents, settings: Settings) -> None:
+    await start_agents(
+        "weather_agent",
+        "hotel_agent",
+        llm_agents.scripted_provider("claude-scripted", ["claude"], TWO_TOOLS),
+        llm_agents.asker(),
+    )
+    async with connect(settings) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 4, timeout=5)
+        out = await mesh.call("ask", {"destination": "Kyoto"})
+    assert out["answer"] == "Stay at Sakura Inn; it will be partly cloudy."
+    assert out["tools"] == ["get_weather", "hotel_search"]
+    roles = [m["role"] for m in out["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "tool"]
+    results = {
+        m["tool_call_id"]: json.loads(m["content"]) for m in out["messages"] if m["role"] == "tool"
+    }
+    assert results["call-0-0"]["summary"].startswith("Kyoto on 2026-06-01")
+    assert [h["name"] for h in results["call-0-1"]["hotels"]] == ["Grand Hyatt", "Sakura Inn"]
+
+
+async def test_max_iterations_is_a_clear_error(start_agents, settings: Settings) -> None:
+    forever = [{"tool_calls": [{"name": "get_weather", "arguments": {"location": "Kyoto"}}]}]
+    await start_agents(
+        "weather_agent",
+        llm_agents.scripted_provider("claude-scripted", ["claude"], forever),
+        llm_agents.asker(max_iterations=3),
+    )
+    async with connect(settings) as mesh:
+        with pytest.raises(ToolError, match="max_iterations=3"):
+            await mesh.call("ask", {"destination": "Kyoto"})
+
+
+async def test_structured_output(start_agents, settings: Settings) -> None:
+    good, _ = await start_agents(
+        llm_agents.scripted_provider(
+            "json-provider", [], [{"content": '{"city": "Kyoto", "days": 5}'}]
+        ),
+        llm_agents.planner(),
+    )
+    async with connect(settings) as mesh:
+        assert await mesh.call("structured_plan", {"destination": "Kyoto"}) == {
+            "city": "Kyoto",
+            "days": 5,
+        }
+        await good.stop()
+        await start_agents(
+            llm_agents.scripted_provider(
+                "bad-json-provider", [], [{"content": '{"city": "Kyoto"}'}]
+            )
+        )
+        with pytest.raises(ToolError, match=r"does not match Plan: days: Field required"):
+            await mesh.call("structured_plan", {"destination": "Kyoto"})
+
+
+async def test_claude_preferred_then_failover_then_no_provider(
+    start_agents, settings: Settings
+) -> None:
+    claude, openai, _ = await start_agents(
+        llm_agents.scripted_provider("claude-scripted", ["claude"], [{"content": "from claude"}]),
+        llm_agents.scripted_provider(
+            "openai-scripted", ["openai", "gpt"], [{"content": "from openai"}]
+        ),
+        llm_agents.asker(),
+    )
+    async with connect(settings) as mesh:
+        for _ in range(5):
+            assert (await mesh.call("ask", {"destination": "Kyoto"}))["answer"] == "from claude"
+        await claude.stop()
+        assert (await mesh.call("ask", {"destination": "Kyoto"}))["answer"] == "from openai"
+        await openai.stop()
+        with pytest.raises(NoProvider, match="'llm'"):
+            await mesh.call("ask", {"destination": "Kyoto"})
+
+
+async def test_rate_limited_provider_fails_over(start_agents, settings: Settings) -> None:
+    await start_agents(
+        llm_agents.scripted_provider(
+            "claude-scripted", ["claude"], [{"error": "litellm.RateLimitError"}]
+        ),
+        llm_agents.scripted_provider("openai-scripted", ["openai"], [{"content": "from openai"}]),
+        llm_agents.asker(),
+    )
+    async with connect(settings) as mesh:
+        assert (await mesh.call("ask", {"destination": "Kyoto"}))["answer"] == "from openai"
+        with pytest.raises(Unavailable, match="rate limited"):
+            await mesh.call("llm", {"messages": [{"role": "user", "content": "hi"}]}, tags="claude")
+
+
+async def test_plan_trip_trace_shape_on_the_offline_model(start_agents, settings: Settings) -> None:
+    await start_agents(
+        "user_prefs_agent",
+        "flight_agent",
+        "hotel_agent",
+        "weather_agent",
+        "poi_agent",
+        "claude_provider",
+        "openai_provider",
+        "planner_agent",
+    )
+    async with connect(settings) as mesh:
+        trace_id, root = new_trace_id(), new_span_id()
+        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        plan = await mesh.call(
+            "plan_trip",
+            {"destination": "Kyoto", "dates": "June 1-5, 2026", "budget": "$2000"},
+            context=CallContext(traceparent=format_traceparent(trace_id, root)),
+        )
+        # plan_trip, prefs, 2 model turns, 4 tools (+ flight's prefs, poi's weather): 10 server
+        # spans, plus the planner's, flight's and poi's client spans
+        spans = []
+        while len([s for s in spans if s.kind == 1]) < 10:
+            spans.append(wire.decode_span((await sub.next_msg(timeout=5)).data))
+    assert plan.startswith("[offline model]")
+    assert "Kyoto" in plan and "Sakura Inn" in plan
+    lines = tree.render(trace_id, spans).splitlines()
+    assert lines[1].startswith("└─ plan_trip (planner-agent)")
+    children = [line for line in lines if line.startswith(("   ├─ ", "   └─ "))]
+    names = [line[6:].split(" (")[0] for line in children]
+    assert names[0] == "get_user_prefs"
+    assert names[1] == "claude_provider" and names[-1] == "claude_provider"
+    assert sorted(names[2:-1]) == ["flight_search", "get_weather", "hotel_search", "search_pois"]
+    provider_lines = [line for line in children if "claude_provider" in line]
+    assert all("tokens" in line and " in " in line and " out " in line for line in provider_lines)
+    provider = next(s for s in spans if s.name == "claude_provider")
+    assert provider.attrs["gen_ai.request.model"] == "offline"
+    assert provider.attrs["gen_ai.usage.input_tokens"] > 0
