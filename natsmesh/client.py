@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from natsmesh import headers as H
 from natsmesh import subjects, wire
@@ -30,6 +33,8 @@ from natsmesh.specs import DependencySpec, dependency, parse_tags
 if TYPE_CHECKING:
     from natsmesh.tracing.spans import Tracing
 
+#: seconds between liveness probes of the instance running a pinned call
+PROBE_INTERVAL = 0.5
 #: reply error types that mean "this provider did not start the call: try the next one"
 _FAILOVER_TYPES = frozenset({Unavailable.type, TagMismatch.type})
 
@@ -178,8 +183,13 @@ class MeshClient:
             hdrs[H.TRACEPARENT] = context.traceparent
             if context.tracestate:
                 hdrs[H.TRACESTATE] = context.tracestate
+        queue = list(self._expand(candidates))
+        tried: set[str] = set()
         last: MeshError | None = None
-        for candidate in candidates:
+        while queue:
+            candidate = queue.pop(0)
+            if candidate.instance_id in tried:
+                continue
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise ToolTimeout(f"deadline passed before {dep.capability!r} could be called")
@@ -190,20 +200,18 @@ class MeshClient:
                 span.set_attribute("mesh.agent", candidate.agent)
                 span.set_attribute("mesh.tool", candidate.tool.name)
             try:
-                msg = await self.nc.request(subject, body, timeout=remaining, headers=hdrs)
+                msg = await self._request(subject, body, remaining, hdrs, candidate)
             except nats.errors.NoRespondersError:
                 last = Unavailable(f"{candidate.agent} has no live instance for {dep.capability!r}")
                 continue
-            except nats.errors.TimeoutError:
-                raise ToolTimeout(
-                    f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
-                    {"agent": candidate.agent, "tool": candidate.tool.name},
-                ) from None
-            except (
-                nats.errors.ConnectionClosedError,
-                nats.errors.ConnectionReconnectingError,
-            ) as exc:
-                raise Unavailable(f"the NATS connection is not usable: {exc}") from None
+            except _InstanceLost:
+                assert candidate.instance_id is not None
+                tried.add(candidate.instance_id)
+                last = Unavailable(
+                    f"{candidate.instance_id} stopped while running {candidate.tool.name}",
+                    {"instance": candidate.instance_id},
+                )
+                continue
             try:
                 envelope = _envelope.decode(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -211,12 +219,84 @@ class MeshClient:
             if envelope.error is None:
                 return envelope.result
             error = from_wire(envelope.error)
-            if error.type in _FAILOVER_TYPES:
-                last = error
-                continue
-            raise error
+            if error.type not in _FAILOVER_TYPES:
+                raise error
+            last = error
+            refused = msg.headers.get(H.INSTANCE) if msg.headers else None
+            if refused:
+                tried.add(refused)
+            if candidate.instance_id is None and error.type == Unavailable.type:
+                # an overloaded or stopping replica: offer the call to its siblings directly
+                queue[:0] = self._instances(candidate, exclude=tried)
         assert last is not None
         raise last
+
+    def _expand(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Idempotent tools are sent to one instance at a time, so that a call on an
+        instance that dies can be retried on another (see :meth:`_request`)."""
+        out: list[Candidate] = []
+        for candidate in candidates:
+            if candidate.tool.idempotent and candidate.instance_id is None:
+                out.extend(self._instances(candidate, exclude=set()) or [candidate])
+            else:
+                out.append(candidate)
+        return out
+
+    def _instances(self, candidate: Candidate, exclude: set[str]) -> list[Candidate]:
+        ids = [
+            r.instance_id
+            for r in self.view.records.values()
+            if r.name == candidate.agent and r.instance_id not in exclude
+        ]
+        random.shuffle(ids)
+        return [dataclasses.replace(candidate, instance_id=i) for i in ids]
+
+    async def _request(
+        self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate
+    ) -> Msg:
+        """One request; for a pinned instance, probe it while waiting and give up on it
+        as soon as it is gone (its ``$SRV.PING`` subject has no responders)."""
+        try:
+            if candidate.instance_id is None:
+                return await self.nc.request(subject, body, timeout=timeout, headers=hdrs)
+            return await self._watched(subject, body, timeout, hdrs, candidate)
+        except nats.errors.TimeoutError:
+            raise ToolTimeout(
+                f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
+                {"agent": candidate.agent, "tool": candidate.tool.name},
+            ) from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            raise Unavailable(f"the NATS connection is not usable: {exc}") from None
+
+    async def _watched(
+        self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate
+    ) -> Msg:
+        task = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout, headers=hdrs))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=PROBE_INTERVAL)
+                if done:
+                    return task.result()
+                if not await self._alive(candidate):
+                    raise _InstanceLost
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _alive(self, candidate: Candidate) -> bool:
+        assert candidate.instance_id is not None
+        ping = subjects.service_subjects("PING", candidate.agent, candidate.instance_id)[2]
+        try:
+            await self.nc.request(ping, b"", timeout=PROBE_INTERVAL)
+        except nats.errors.NoRespondersError:
+            return False
+        except Exception:
+            return True  # busy or slow is not dead
+        return True
+
+
+class _InstanceLost(Exception):
+    """The pinned instance vanished while a call was in flight."""
 
 
 def _no_provider_message(dep: DependencySpec, view: RegistryView) -> str:
