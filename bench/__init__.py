@@ -1,0 +1,1 @@
+"""natsmesh benchmarks: `python -m bench [--quick]`."""

@@ -1,0 +1,335 @@
+"""The measurements. Every figure is compared with its baseline in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from bench.harness import Harness, Table, percentiles, rss_mb, summarize
+from natsmesh.client import MeshClient
+from natsmesh.config import Settings
+from natsmesh.connection import connect as connect_nats
+from natsmesh.registry import RegistryView, open_bucket
+
+Call = Callable[[], Awaitable[Any]]
+
+
+@contextlib.asynccontextmanager
+async def mesh_client(settings: Settings, traced: bool) -> AsyncIterator[MeshClient]:
+    """A caller like an agent: its own view and, when traced, its own span exporter."""
+    nc = await connect_nats(settings, "bench")
+    kv = await open_bucket(nc.jetstream(), settings)
+    view = RegistryView(kv)
+    await view.start()
+    tracing = processor = None
+    if traced:
+        from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
+        from natsmesh.tracing.spans import Tracing
+
+        await ensure_stream(nc.jetstream(), settings)
+        processor = NatsSpanProcessor("bench-caller", "bench-caller-1", settings.prefix)
+        await processor.start(nc)
+        tracing = Tracing("bench-caller", "bench-caller-1", processor)
+    try:
+        yield MeshClient(nc, view, settings, caller="bench", tracing=tracing)
+    finally:
+        if processor:
+            await processor.stop()
+        await view.stop()
+        await nc.close()
+
+
+async def wait_for_agents(client: MeshClient, count: int, timeout: float = 30) -> None:
+    await client.view.wait_for(lambda v: len(v.records) >= count, timeout)
+
+
+async def sequential(call: Call, n: int) -> list[int]:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        await call()
+        samples.append(time.perf_counter_ns() - t0)
+    return samples
+
+
+async def throughput(call: Call, concurrency: int, seconds: float) -> float:
+    """Calls per second with ``concurrency`` callers for ``seconds``."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await call()
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - t0)
+
+
+class Bench:
+    """Runs every section and fills the table."""
+
+    def __init__(self, harness: Harness, table: Table) -> None:
+        self.h = harness
+        self.t = table
+        q = harness.quick
+        self.rounds = 3 if q else 5
+        self.n = 300 if q else 2000
+        self.seconds = 0.6 if q else 2.0
+
+    async def run(self) -> None:
+        plain, traced = self.h.settings(tracing=False), self.h.settings(tracing=True)
+        self.h.raw_responder("bench.raw")
+        for s in (plain, traced):
+            self.h.agent("echo", s)
+            self.h.agent("relay", s)
+        nc = await connect_nats(plain, "bench-raw")
+        try:
+            async with mesh_client(plain, False) as mp, mesh_client(traced, True) as mt:
+                await wait_for_agents(mp, 2)
+                await wait_for_agents(mt, 2)
+                raw = self._raw_call(nc)
+                await self.latency(raw, mp, mt)
+                await self.relay(nc, mt)
+                await self.throughput(raw, mt)
+                await self.cli(traced, mt)
+        finally:
+            await nc.close()
+        await self.scale_out()
+        await self.discovery()
+        await self.collector()
+
+    @staticmethod
+    def _raw_call(nc: Any) -> Call:
+        body = json.dumps({"text": "hello"}).encode()
+
+        async def raw() -> Any:
+            return await nc.request("bench.raw", body, timeout=5)
+
+        return raw
+
+    # --- 1. latency -------------------------------------------------------------------
+    async def latency(self, raw: Call, plain: MeshClient, traced: MeshClient) -> None:
+        calls = {
+            "raw": raw,
+            "mesh": lambda: plain.call("bench_echo", {"text": "hello"}),
+            "mesh+trace": lambda: traced.call("bench_echo", {"text": "hello"}),
+        }
+        for call in calls.values():  # warm up
+            await sequential(call, 200)
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in calls}
+        for _ in range(self.rounds):
+            for name, call in calls.items():
+                results[name].append(percentiles(await sequential(call, self.n)))
+        med = {k: {p: summarize([r[p] for r in v])[0] for p in ("p50", "p90", "p99")} for k, v in results.items()}
+        for name in calls:
+            _, lo, hi = summarize([r["p50"] for r in results[name]])
+            for p in ("p50", "p90", "p99"):
+                ratio = med[name][p] / med["raw"][p]
+                self.t.add(
+                    "latency", f"{name} {p} (µs)", f"{med[name][p]:.0f}", f"{med['raw'][p]:.0f}",
+                    f"{ratio:.2f}x", f"p50 {lo:.0f}-{hi:.0f}" if p == "p50" else "",
+                )  # fmt: skip
+        self.t.figure("raw_p50_us", med["raw"]["p50"])
+        self.t.figure("mesh_p50_us", med["mesh"]["p50"])
+        self.t.figure("mesh_traced_p50_us", med["mesh+trace"]["p50"])
+        self.t.figure("latency_ratio_traced", med["mesh+trace"]["p50"] / med["raw"]["p50"])
+        cost = (med["mesh+trace"]["p50"] - med["mesh"]["p50"]) / med["mesh"]["p50"] * 100
+        self.t.add("tracing", "cost on call p50 (%)", f"{cost:.1f}", "", "", "target <= 15")
+        self.t.figure("tracing_cost_pct", cost)
+
+    # --- 2. relay ---------------------------------------------------------------------
+    async def relay(self, nc: Any, traced: MeshClient) -> None:
+        raw = self._raw_call(nc)
+
+        async def two_raw() -> None:
+            await raw()
+            await raw()
+
+        relay = lambda: traced.call("bench_relay", {"text": "hello"})  # noqa: E731
+        await sequential(relay, 200)
+        base, mesh = [], []
+        for _ in range(self.rounds):
+            base.append(percentiles(await sequential(two_raw, self.n))["p50"])
+            mesh.append(percentiles(await sequential(relay, self.n))["p50"])
+        b, m = summarize(base)[0], summarize(mesh)
+        self.t.add("relay", "A->B via DI p50 (µs), traced", f"{m[0]:.0f}", f"{b:.0f}", f"{m[0] / b:.2f}x", f"{m[1]:.0f}-{m[2]:.0f}")
+        self.t.figure("relay_ratio", m[0] / b)
+
+    # --- 3. throughput ----------------------------------------------------------------
+    async def throughput(self, raw: Call, traced: MeshClient) -> None:
+        mesh = lambda: traced.call("bench_echo", {"text": "hello"})  # noqa: E731
+        for c in (1, 16, 64):
+            r_rounds, m_rounds = [], []
+            for _ in range(self.rounds):
+                r_rounds.append(await throughput(raw, c, self.seconds))
+                m_rounds.append(await throughput(mesh, c, self.seconds))
+            r, m = summarize(r_rounds)[0], summarize(m_rounds)
+            self.t.add("throughput", f"c={c} calls/s, traced", f"{m[0]:.0f}", f"{r:.0f}", f"{m[0] / r:.2f}", f"{m[1]:.0f}-{m[2]:.0f}")
+            if c == 64:
+                self.t.figure("throughput64_ratio", m[0] / r)
+                self.t.figure("throughput64_calls_s", m[0])
+
+    # --- 4. scale-out -----------------------------------------------------------------
+    async def scale_out(self) -> None:
+        per_replica = 8
+        base = 0.0
+        counts = (1, 2, 4) if self.h.quick else (1, 2, 4, 8)
+        for n in counts:
+            settings = self.h.settings(tracing=False)
+            procs = [self.h.agent("sleepy", settings) for _ in range(n)]
+            async with mesh_client(settings, False) as client:
+                await wait_for_agents(client, n)
+                call = lambda c=client: c.call("bench_sleepy", {})  # noqa: E731
+                await throughput(call, per_replica * n, 0.3)
+                rate = statistics.median(
+                    [await throughput(call, per_replica * n, self.seconds) for _ in range(self.rounds)]
+                )
+            for p in procs:
+                self.h.stop(p)
+            base = base or rate
+            speedup = rate / base
+            self.t.add("scale-out", f"{n} replicas, 10 ms tool, calls/s", f"{rate:.0f}", f"{base:.0f}", f"{speedup:.2f}x", f"ideal {n}x")
+            self.t.figure(f"scale{n}_speedup", speedup)
+
+    # --- 5. discovery -----------------------------------------------------------------
+    async def discovery(self) -> None:
+        settings = self.h.settings(tracing=False)
+        async with mesh_client(settings, False) as client:
+            proc = self.h.agent("echo", settings)
+            await wait_for_agents(client, 1)
+            key, _ = next(iter(client.view.records.items()))
+            registered = client.view.last_seen[key]
+            await client.call("bench_echo", {"text": "first"})
+            first = (time.time() - registered) * 1000
+            self.t.add("discovery", "registered -> first call (ms)", f"{first:.1f}", "", "", "target <= 50")
+            self.t.figure("discovery_ms", first)
+            t0 = time.perf_counter()
+            proc.send_signal(signal.SIGTERM)
+            await client.view.wait_for(lambda v: not v.records, 30)
+            stopped = (time.perf_counter() - t0) * 1000
+            proc.wait()
+            proc = self.h.agent("echo", settings)
+            await wait_for_agents(client, 1)
+            t0 = time.perf_counter()
+            proc.send_signal(signal.SIGKILL)
+            await client.view.wait_for(lambda v: not v.records, 30)
+            killed = time.perf_counter() - t0
+            proc.wait()
+        self.t.add("discovery", "clean stop leaves views (ms)", f"{stopped:.0f}")
+        self.t.add("discovery", "SIGKILL leaves views (s)", f"{killed:.2f}", f"{settings.registry_ttl:.1f}", "", "bound: registry TTL")
+        self.t.figure("stop_leave_ms", stopped)
+        self.t.figure("kill_leave_s", killed)
+
+    # --- 6. tracing pipeline ----------------------------------------------------------
+    async def collector(self) -> None:
+        from natsmesh import subjects, wire
+        from natsmesh.tracing.collector import Collector, OtlpSender
+        from natsmesh.tracing.export import ensure_stream
+
+        settings = self.h.settings(tracing=True)
+        count = 20_000 if self.h.quick else 100_000
+        nc = await connect_nats(settings, "bench-collector")
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        span = wire.SpanMessage(
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7", name="bench_echo",
+            start=time.time_ns(), end=time.time_ns() + 50_000, service="bench-echo", instance="bench-echo-1",
+            parent_id="00f067aa0ba902b8", kind=1,
+            attrs={"messaging.system": "nats", "mesh.agent": "bench-echo", "mesh.capability": "bench_echo", "mesh.tool": "bench_echo"},
+        )  # fmt: skip
+        data = wire.encode_span(span)
+        subject = subjects.spans_subject(span.trace_id, settings.prefix)
+        for i in range(count):
+            await nc.publish(subject, data)
+            if i % 5000 == 0:
+                await nc.flush()
+        await nc.flush()
+        while (await js.stream_info(settings.spans_stream)).state.messages < count:
+            await asyncio.sleep(0.05)
+        received = _Counter()
+        port = received.serve()
+        collector = Collector(nc, settings, OtlpSender(f"http://127.0.0.1:{port}", "http"), batch=2000)
+        stop = asyncio.Event()
+        t0 = time.perf_counter()
+        task = asyncio.create_task(collector.run(stop, report_every=3600))
+        await collector.wait_until(lambda c: c.exported >= count, 120)
+        rate = count / (time.perf_counter() - t0)
+        stop.set()
+        await task
+        received.close()
+        await nc.close()
+        self.t.add("tracing", "collector -> OTLP/HTTP (spans/s)", f"{rate:.0f}", "", "", "target >= 20000")
+        self.t.figure("collector_spans_s", rate)
+        assert received.spans >= count, (received.spans, count)
+
+    # --- 7. CLI and memory ------------------------------------------------------------
+    async def cli(self, settings: Settings, client: MeshClient) -> None:
+        binary = os.path.join(os.path.dirname(sys.executable), "natsmesh")
+        walls = []
+        for _ in range(3 if self.h.quick else 7):
+            t0 = time.perf_counter()
+            out = await asyncio.to_thread(
+                subprocess.run, [binary, "call", "bench_echo", '{"text":"cli"}'],
+                env=self.h.env(settings), capture_output=True, check=True,
+            )  # fmt: skip
+            walls.append((time.perf_counter() - t0) * 1000)
+            assert b"cli" in out.stdout
+        wall = summarize(walls)
+        self.t.add("cli", "natsmesh call wall (ms)", f"{wall[0]:.0f}", "", "", f"{wall[1]:.0f}-{wall[2]:.0f}, target <= 300")
+        self.t.figure("cli_call_ms", wall[0])
+        pids = [r.pid for r in client.view.records.values()]
+        memory = [rss_mb(pid) for pid in pids]
+        self.t.add("memory", "agent process RSS (MiB)", f"{statistics.median(memory):.0f}", "", "", f"{min(memory):.0f}-{max(memory):.0f}")
+        self.t.figure("agent_rss_mb", statistics.median(memory))
+
+
+class _Counter:
+    """An OTLP/HTTP receiver that counts spans."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def serve(self) -> int:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        counter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                counter.spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return port
+
+    def close(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
