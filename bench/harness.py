@@ -128,15 +128,28 @@ class Table:
         self.rows: list[tuple[str, ...]] = []
         self.figures: dict[str, float] = {}
 
-    def add(self, section: str, measure: str, value: str, baseline: str = "", ratio: str = "", spread: str = "") -> None:
+    def add(
+        self,
+        section: str,
+        measure: str,
+        value: str,
+        baseline: str = "",
+        ratio: str = "",
+        spread: str = "",
+    ) -> None:
         self.rows.append((section, measure, value, baseline, ratio, spread))
-        print(f"  {section:<10} {measure:<34} {value:>12} {baseline:>12} {ratio:>8} {spread}", flush=True)
+        print(
+            f"  {section:<10} {measure:<34} {value:>12} {baseline:>12} {ratio:>8} {spread}",
+            flush=True,
+        )
 
     def figure(self, name: str, value: float) -> None:
         self.figures[name] = value
 
     def header(self) -> None:
-        print(f"  {'section':<10} {'measure':<34} {'value':>12} {'baseline':>12} {'ratio':>8} spread (min-max)")
+        print(
+            f"  {'section':<10} {'measure':<34} {'value':>12} {'baseline':>12} {'ratio':>8} spread (min-max)"
+        )
 
     def final_line(self) -> str:
         return "bench: " + " ".join(f"{k}={v:.4g}" for k, v in self.figures.items())

@@ -135,7 +135,10 @@ class Bench:
         for _ in range(self.rounds):
             for name, call in calls.items():
                 results[name].append(percentiles(await sequential(call, self.n)))
-        med = {k: {p: summarize([r[p] for r in v])[0] for p in ("p50", "p90", "p99")} for k, v in results.items()}
+        med = {
+            k: {p: summarize([r[p] for r in v])[0] for p in ("p50", "p90", "p99")}
+            for k, v in results.items()
+        }
         for name in calls:
             _, lo, hi = summarize([r["p50"] for r in results[name]])
             for p in ("p50", "p90", "p99"):
@@ -167,7 +170,14 @@ class Bench:
             base.append(percentiles(await sequential(two_raw, self.n))["p50"])
             mesh.append(percentiles(await sequential(relay, self.n))["p50"])
         b, m = summarize(base)[0], summarize(mesh)
-        self.t.add("relay", "A->B via DI p50 (µs), traced", f"{m[0]:.0f}", f"{b:.0f}", f"{m[0] / b:.2f}x", f"{m[1]:.0f}-{m[2]:.0f}")
+        self.t.add(
+            "relay",
+            "A->B via DI p50 (µs), traced",
+            f"{m[0]:.0f}",
+            f"{b:.0f}",
+            f"{m[0] / b:.2f}x",
+            f"{m[1]:.0f}-{m[2]:.0f}",
+        )
         self.t.figure("relay_ratio", m[0] / b)
 
     # --- 3. throughput ----------------------------------------------------------------
@@ -179,7 +189,14 @@ class Bench:
                 r_rounds.append(await throughput(raw, c, self.seconds))
                 m_rounds.append(await throughput(mesh, c, self.seconds))
             r, m = summarize(r_rounds)[0], summarize(m_rounds)
-            self.t.add("throughput", f"c={c} calls/s, traced", f"{m[0]:.0f}", f"{r:.0f}", f"{m[0] / r:.2f}", f"{m[1]:.0f}-{m[2]:.0f}")
+            self.t.add(
+                "throughput",
+                f"c={c} calls/s, traced",
+                f"{m[0]:.0f}",
+                f"{r:.0f}",
+                f"{m[0] / r:.2f}",
+                f"{m[1]:.0f}-{m[2]:.0f}",
+            )
             if c == 64:
                 self.t.figure("throughput64_ratio", m[0] / r)
                 self.t.figure("throughput64_calls_s", m[0])
@@ -197,13 +214,23 @@ class Bench:
                 call = lambda c=client: c.call("bench_sleepy", {})  # noqa: E731
                 await throughput(call, per_replica * n, 0.3)
                 rate = statistics.median(
-                    [await throughput(call, per_replica * n, self.seconds) for _ in range(self.rounds)]
+                    [
+                        await throughput(call, per_replica * n, self.seconds)
+                        for _ in range(self.rounds)
+                    ]
                 )
             for p in procs:
                 self.h.stop(p)
             base = base or rate
             speedup = rate / base
-            self.t.add("scale-out", f"{n} replicas, 10 ms tool, calls/s", f"{rate:.0f}", f"{base:.0f}", f"{speedup:.2f}x", f"ideal {n}x")
+            self.t.add(
+                "scale-out",
+                f"{n} replicas, 10 ms tool, calls/s",
+                f"{rate:.0f}",
+                f"{base:.0f}",
+                f"{speedup:.2f}x",
+                f"ideal {n}x",
+            )
             self.t.figure(f"scale{n}_speedup", speedup)
 
     # --- 5. discovery -----------------------------------------------------------------
@@ -216,7 +243,9 @@ class Bench:
             registered = client.view.last_seen[key]
             await client.call("bench_echo", {"text": "first"})
             first = (time.time() - registered) * 1000
-            self.t.add("discovery", "registered -> first call (ms)", f"{first:.1f}", "", "", "target <= 50")
+            self.t.add(
+                "discovery", "registered -> first call (ms)", f"{first:.1f}", "", "", "target <= 50"
+            )
             self.t.figure("discovery_ms", first)
             t0 = time.perf_counter()
             proc.send_signal(signal.SIGTERM)
@@ -231,7 +260,14 @@ class Bench:
             killed = time.perf_counter() - t0
             proc.wait()
         self.t.add("discovery", "clean stop leaves views (ms)", f"{stopped:.0f}")
-        self.t.add("discovery", "SIGKILL leaves views (s)", f"{killed:.2f}", f"{settings.registry_ttl:.1f}", "", "bound: registry TTL")
+        self.t.add(
+            "discovery",
+            "SIGKILL leaves views (s)",
+            f"{killed:.2f}",
+            f"{settings.registry_ttl:.1f}",
+            "",
+            "bound: registry TTL",
+        )
         self.t.figure("stop_leave_ms", stopped)
         self.t.figure("kill_leave_s", killed)
 
@@ -263,7 +299,9 @@ class Bench:
             await asyncio.sleep(0.05)
         received = _Counter()
         port = received.serve()
-        collector = Collector(nc, settings, OtlpSender(f"http://127.0.0.1:{port}", "http"), batch=2000)
+        collector = Collector(
+            nc, settings, OtlpSender(f"http://127.0.0.1:{port}", "http"), batch=2000
+        )
         stop = asyncio.Event()
         t0 = time.perf_counter()
         task = asyncio.create_task(collector.run(stop, report_every=3600))
@@ -273,7 +311,9 @@ class Bench:
         await task
         received.close()
         await nc.close()
-        self.t.add("tracing", "collector -> OTLP/HTTP (spans/s)", f"{rate:.0f}", "", "", "target >= 20000")
+        self.t.add(
+            "tracing", "collector -> OTLP/HTTP (spans/s)", f"{rate:.0f}", "", "", "target >= 20000"
+        )
         self.t.figure("collector_spans_s", rate)
         assert received.spans >= count, (received.spans, count)
 
@@ -290,11 +330,25 @@ class Bench:
             walls.append((time.perf_counter() - t0) * 1000)
             assert b"cli" in out.stdout
         wall = summarize(walls)
-        self.t.add("cli", "natsmesh call wall (ms)", f"{wall[0]:.0f}", "", "", f"{wall[1]:.0f}-{wall[2]:.0f}, target <= 300")
+        self.t.add(
+            "cli",
+            "natsmesh call wall (ms)",
+            f"{wall[0]:.0f}",
+            "",
+            "",
+            f"{wall[1]:.0f}-{wall[2]:.0f}, target <= 300",
+        )
         self.t.figure("cli_call_ms", wall[0])
         pids = [r.pid for r in client.view.records.values()]
         memory = [rss_mb(pid) for pid in pids]
-        self.t.add("memory", "agent process RSS (MiB)", f"{statistics.median(memory):.0f}", "", "", f"{min(memory):.0f}-{max(memory):.0f}")
+        self.t.add(
+            "memory",
+            "agent process RSS (MiB)",
+            f"{statistics.median(memory):.0f}",
+            "",
+            "",
+            f"{min(memory):.0f}-{max(memory):.0f}",
+        )
         self.t.figure("agent_rss_mb", statistics.median(memory))
 
 
@@ -306,7 +360,9 @@ class _Counter:
         self._server: http.server.ThreadingHTTPServer | None = None
 
     def serve(self) -> int:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
 
         counter = self
 
@@ -314,7 +370,9 @@ class _Counter:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
-                counter.spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+                counter.spans += sum(
+                    len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans
+                )
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

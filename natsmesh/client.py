@@ -81,6 +81,8 @@ class MeshClient:
         self.caller = caller
         self.tracing = tracing
         self._subjects: dict[tuple[str, str, str | None], str] = {}
+        self._resolved: dict[str, DependencySpec] = {}
+        self._generation = -1
 
     def _subject(self, capability: str, candidate: Candidate) -> str:
         key = (capability, candidate.agent, candidate.instance_id)
@@ -102,8 +104,14 @@ class MeshClient:
     ) -> DependencySpec:
         """A dependency spec for a tool name, a capability or a spec, plus extra selectors."""
         if isinstance(target, str):
-            capability = self.view.resolve(target) if target else target
-            dep = DependencySpec(subjects.check_token(capability, "capability"))
+            dep = self._resolved.get(target) if self._generation == self.view.generation else None
+            if dep is None:
+                if self._generation != self.view.generation:
+                    self._resolved.clear()
+                    self._generation = self.view.generation
+                capability = self.view.resolve(target) if target else target
+                dep = DependencySpec(subjects.check_token(capability, "capability"))
+                self._resolved[target] = dep
         else:
             dep = dependency(target)
         if tags or version:
@@ -196,9 +204,10 @@ class MeshClient:
             subject = self._subject(dep.capability, candidate)
             hdrs[H.TOOL] = candidate.tool.name
             if span is not None:
-                span.set_attribute("messaging.destination.name", subject)
-                span.set_attribute("mesh.agent", candidate.agent)
-                span.set_attribute("mesh.tool", candidate.tool.name)
+                attrs = span.attrs
+                attrs["messaging.destination.name"] = subject
+                attrs["mesh.agent"] = candidate.agent
+                attrs["mesh.tool"] = candidate.tool.name
             try:
                 msg = await self._request(subject, body, remaining, hdrs, candidate)
             except nats.errors.NoRespondersError:
@@ -234,6 +243,8 @@ class MeshClient:
     def _expand(self, candidates: list[Candidate]) -> list[Candidate]:
         """Idempotent tools are sent to one instance at a time, so that a call on an
         instance that dies can be retried on another (see :meth:`_request`)."""
+        if not any(c.tool.idempotent and c.instance_id is None for c in candidates):
+            return list(candidates)
         out: list[Candidate] = []
         for candidate in candidates:
             if candidate.tool.idempotent and candidate.instance_id is None:

@@ -185,6 +185,11 @@ class RegistryView:
         self.records.pop(key, None)
         self.last_seen.pop(key, None)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the view does."""
+        return self._generation
+
     def _bump(self) -> None:
         self._generation += 1
         self._cache.clear()

@@ -1,8 +1,10 @@
 """A span processor that publishes finished spans as msgpack messages into the span stream.
 
 Exporting never blocks or fails a call: spans wait in a bounded queue, a background
-task publishes them in batches without waiting for acks, and when the queue is full,
-NATS is away or the stream refuses them, spans are dropped and counted.
+task publishes them in batches (one message per span) without waiting, and when the
+queue is full, NATS is away or the stream refuses them, spans are dropped and counted.
+Only the last span of a batch asks JetStream for an ack, which stands for the batch:
+a refused batch counts all its spans as failed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger("natsmesh.tracing")
 
 MAX_QUEUE = 20_000
 MAX_UNACKED = 10_000
+MAX_BATCH = 1_000
 BATCH_INTERVAL = 0.05
 
 
@@ -102,6 +105,7 @@ class NatsSpanProcessor(SpanProcessor):
         self.dropped = 0
         self.failed = 0
         self._acks = asyncio.Event()
+        self._wake = asyncio.Event()
 
     # --- SpanProcessor ----------------------------------------------------------------
 
@@ -109,10 +113,14 @@ class NatsSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.enqueue(to_message(span, self.service, self.instance))
+
+    def enqueue(self, message: SpanMessage) -> None:
+        """Queue a finished span for publishing (dropped and counted when the queue is full)."""
         if len(self._queue) >= MAX_QUEUE:
             self.dropped += 1
             return
-        self._queue.append(to_message(span, self.service, self.instance))
+        self._queue.append(message)
 
     def shutdown(self) -> None:
         return None
@@ -130,11 +138,16 @@ class NatsSpanProcessor(SpanProcessor):
         self._task = asyncio.create_task(self._run(), name="span export")
 
     async def _on_ack(self, msg: Msg) -> None:
-        self._unacked = max(0, self._unacked - 1)
+        # the ack of a batch's last span stands for the batch: its size is the last token
+        try:
+            size = int(msg.subject.rsplit(".", 1)[1])
+        except ValueError:
+            size = 1
+        self._unacked = max(0, self._unacked - size)
         if b'"error"' in msg.data or (msg.headers and msg.headers.get("Status")):
-            self.failed += 1
+            self.failed += size
         else:
-            self.acked += 1
+            self.acked += size
         self._acks.set()
 
     async def wait_until(
@@ -148,7 +161,9 @@ class NatsSpanProcessor(SpanProcessor):
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(BATCH_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), BATCH_INTERVAL)
+            self._wake.clear()
             with contextlib.suppress(Exception):
                 await self.flush()
 
@@ -163,24 +178,30 @@ class NatsSpanProcessor(SpanProcessor):
             queue.clear()
             self._unacked = 0
             return
-        n = 0
-        while queue:
+        batch: list[SpanMessage] = []
+        while queue and len(batch) < MAX_BATCH:
             span = queue.popleft()
-            if self._unacked >= MAX_UNACKED:
+            if self._unacked + len(batch) >= MAX_UNACKED:
                 self.dropped += 1
-                continue
+            else:
+                batch.append(span)
+        last = len(batch) - 1
+        sent = 0
+        for i, span in enumerate(batch):
             try:
                 await nc.publish(
                     subjects.spans_subject(span.trace_id, self.prefix),
                     wire.encode_span(span),
-                    reply=f"{self._inbox}.{n}",
+                    reply=f"{self._inbox}.{sent + 1}" if i == last else "",
                 )
             except Exception:
                 self.dropped += 1
                 continue
-            n += 1
-            self._unacked += 1
-            self.published += 1
+            sent += 1
+        self._unacked += sent
+        self.published += sent
+        if queue:
+            self._wake.set()
 
     async def stop(self) -> None:
         """Publish what is queued, wait briefly for acks, stop the task."""

@@ -1,7 +1,18 @@
-"""Making CLIENT and SERVER spans with OpenTelemetry for mesh calls."""
+"""Spans of mesh calls: CLIENT and SERVER spans that speak the OpenTelemetry API.
+
+Each agent runs an OpenTelemetry ``TracerProvider`` (resource ``service.name`` and
+``service.instance.id``) for the spans tools make themselves. The spans of mesh calls
+are :class:`MeshSpan` objects: they implement the OpenTelemetry ``Span`` API, so they
+can be current and parent the SDK's spans, but they skip the SDK's per-span machinery
+and become a wire message directly when they end. That keeps tracing a small part
+of a call's cost.
+"""
 
 from __future__ import annotations
 
+import random
+import time
+import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,32 +25,172 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from natsmesh import headers as H
-from natsmesh.tracing.context import format_traceparent, parse_traceparent
+from natsmesh.tracing.context import parse_traceparent
+from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
     from natsmesh.client import CallContext
     from natsmesh.specs import DependencySpec
     from natsmesh.tracing.export import NatsSpanProcessor
 
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_bits = random.getrandbits
 
-def remote_context(traceparent: str | None, tracestate: str | None = None) -> Context | None:
-    """An OpenTelemetry context whose parent is the remote span in ``traceparent``."""
+
+def _new_id(bits: int) -> int:
+    value = _bits(bits)
+    while value == 0:
+        value = _bits(bits)
+    return value
+
+
+class MeshSpan(Span):
+    """A recording span for one mesh call; published as a :class:`SpanMessage` on ``end``."""
+
+    __slots__ = (
+        "_context",
+        "_ended",
+        "_processor",
+        "attrs",
+        "events",
+        "instance",
+        "kind",
+        "name",
+        "parent_id",
+        "service",
+        "span_id",
+        "start",
+        "status",
+        "status_message",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        processor: NatsSpanProcessor | None,
+        service: str,
+        instance: str,
+        name: str,
+        kind: SpanKind,
+        parent: SpanContext | None,
+        attrs: dict[str, Any],
+    ) -> None:
+        self._processor = processor
+        self.service = service
+        self.instance = instance
+        self.name = name
+        self.kind = kind
+        self.trace_id = parent.trace_id if parent is not None else _new_id(128)
+        self.parent_id = parent.span_id if parent is not None else None
+        self.span_id = _new_id(64)
+        self.attrs = attrs
+        self.events: list[SpanEvent] = []
+        self.status = 0
+        self.status_message = ""
+        self.start = time.time_ns()
+        self._ended = False
+        self._context: SpanContext | None = None
+
+    @property
+    def traceparent(self) -> str:
+        """The ``traceparent`` that makes a receiver this span's child."""
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
+
+    def get_span_context(self) -> SpanContext:
+        if self._context is None:
+            self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED)
+        return self._context
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attrs[key] = list(value) if isinstance(value, tuple) else value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        self.events.append(SpanEvent(name, timestamp or time.time_ns(), dict(attributes or {})))
+
+    def update_name(self, name: str) -> None:
+        self.name = name
+
+    def is_recording(self) -> bool:
+        return not self._ended
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if isinstance(status, Status):
+            code, description = status.status_code, status.description or description
+        else:
+            code = status
+        if self.status == 1 and code is StatusCode.ERROR:
+            return
+        self.status = code.value
+        self.status_message = description or ""
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        attrs = {
+            "exception.type": type(exception).__name__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            **(attributes or {}),
+        }
+        self.add_event("exception", attrs, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._processor is None:
+            return
+        self._processor.enqueue(
+            SpanMessage(
+                trace_id=f"{self.trace_id:032x}",
+                span_id=f"{self.span_id:016x}",
+                parent_id=None if self.parent_id is None else f"{self.parent_id:016x}",
+                name=self.name,
+                start=self.start,
+                end=end_time or time.time_ns(),
+                service=self.service,
+                instance=self.instance,
+                kind=self.kind.value,
+                status=self.status,
+                status_message=self.status_message,
+                attrs=self.attrs,
+                events=tuple(self.events),
+            )
+        )
+
+
+def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The caller's span context from its headers, or ``None``."""
     parent = parse_traceparent(traceparent)
     if parent is None:
         return None
-    state = TraceState.from_header([tracestate]) if tracestate else None
-    span_context = SpanContext(
+    return SpanContext(
         int(parent.trace_id, 16),
         int(parent.span_id, 16),
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT),
-        trace_state=state,
+        trace_state=TraceState.from_header([tracestate]) if tracestate else None,
     )
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+
+def remote_context(traceparent: str | None, tracestate: str | None = None) -> Context | None:
+    """An OpenTelemetry context whose parent is the remote span in ``traceparent``."""
+    parent = remote_parent(traceparent, tracestate)
+    return None if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
 
 
 class Tracing:
-    """One agent's tracer: its own TracerProvider (not the global one) and span processor."""
+    """One agent's tracing: its TracerProvider (for spans tools make) and the span export."""
 
     def __init__(self, service: str, instance_id: str, processor: NatsSpanProcessor | None) -> None:
         resource = Resource.create({"service.name": service, "service.instance.id": instance_id})
@@ -49,22 +200,36 @@ class Tracing:
         self.processor = processor
         self.tracer = self.provider.get_tracer("natsmesh")
         self.service = service
+        self.instance = instance_id
 
-    def start_server(self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]) -> Span:
+    def start_server(
+        self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]
+    ) -> MeshSpan:
         """A SERVER span for a request, child of the caller's span when it sent one."""
-        parent = remote_context(headers.get(H.TRACEPARENT), headers.get(H.TRACESTATE))
-        return self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        parent = remote_parent(headers.get(H.TRACEPARENT), headers.get(H.TRACESTATE))
+        return MeshSpan(
+            self.processor, self.service, self.instance, name, SpanKind.SERVER, parent, dict(attrs)
+        )
 
-    def start_client(self, dep: DependencySpec, context: CallContext | None) -> Span:
+    def start_client(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
-        parent = context.otel_context if context is not None else None
-        if parent is None and context is not None and context.traceparent:
-            parent = remote_context(context.traceparent, context.tracestate)
-        return self.tracer.start_span(
+        parent: SpanContext | None = None
+        if context is not None:
+            if context.otel_context is not None:
+                parent = trace.get_current_span(context.otel_context).get_span_context()
+            elif context.traceparent:
+                parent = remote_parent(context.traceparent, context.tracestate)
+        else:
+            current = trace.get_current_span().get_span_context()
+            parent = current if current.is_valid else None
+        return MeshSpan(
+            self.processor,
+            self.service,
+            self.instance,
             f"call {dep.capability}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes={
+            SpanKind.CLIENT,
+            parent,
+            {
                 "messaging.system": "nats",
                 "messaging.operation.type": "send",
                 "mesh.capability": dep.capability,
@@ -73,10 +238,8 @@ class Tracing:
         )
 
     @staticmethod
-    def traceparent(span: Span) -> str:
-        """The ``traceparent`` header that makes the receiver a child of ``span``."""
-        ctx = span.get_span_context()
-        return format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled)
+    def traceparent(span: MeshSpan) -> str:
+        return span.traceparent
 
     @staticmethod
     def activate(span: Span) -> Any:
