@@ -82,6 +82,8 @@ class MeshClient:
         self.tracing = tracing
         self._subjects: dict[tuple[str, str, str | None], str] = {}
         self._resolved: dict[str, DependencySpec] = {}
+        self._inflight: set[asyncio.Task[Any] | None] = set()
+        self._lost: set[asyncio.Task[Any]] = set()
         self._generation = -1
 
     def _subject(self, capability: str, candidate: Candidate) -> str:
@@ -149,6 +151,11 @@ class MeshClient:
         if len(body) > self.nc.max_payload:
             raise PayloadTooLarge(
                 f"the arguments are {len(body)} bytes; the server accepts at most {self.nc.max_payload}"
+            )
+        if not self.nc.is_connected:
+            raise Unavailable(
+                f"not connected to NATS ({'reconnecting' if self.nc.is_reconnecting else 'closed'}); "
+                f"cannot call {dep.capability!r}"
             )
         candidates = self.view.select(dep)
         if not candidates:
@@ -266,11 +273,24 @@ class MeshClient:
         self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate
     ) -> Msg:
         """One request; for a pinned instance, probe it while waiting and give up on it
-        as soon as it is gone (its ``$SRV.PING`` subject has no responders)."""
+        as soon as it is gone (its ``$SRV.PING`` subject has no responders). When the
+        connection drops meanwhile, fail at once (see :meth:`connection_lost`)."""
+        task = asyncio.current_task()
+        inflight = self._inflight
+        inflight.add(task)
         try:
             if candidate.instance_id is None:
                 return await self.nc.request(subject, body, timeout=timeout, headers=hdrs)
             return await self._watched(subject, body, timeout, hdrs, candidate)
+        except asyncio.CancelledError:
+            if task is None or task not in self._lost:
+                raise
+            self._lost.discard(task)
+            task.uncancel()
+            raise Unavailable(
+                f"the NATS connection was lost while {candidate.tool.name} was running; "
+                "its outcome is unknown"
+            ) from None
         except nats.errors.TimeoutError:
             raise ToolTimeout(
                 f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
@@ -278,6 +298,17 @@ class MeshClient:
             ) from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
             raise Unavailable(f"the NATS connection is not usable: {exc}") from None
+        except OSError as exc:  # (nats' TimeoutError, also an OSError, was handled above)
+            raise Unavailable(f"the NATS connection failed: {exc}") from None
+        finally:
+            inflight.discard(task)
+
+    def connection_lost(self) -> None:
+        """Fail every call waiting for a reply: the replies cannot come any more."""
+        for task in list(self._inflight):
+            if task is not None and not task.done():
+                self._lost.add(task)
+                task.cancel()
 
     async def _watched(
         self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate

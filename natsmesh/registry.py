@@ -128,10 +128,27 @@ class RegistryView:
         self._task = asyncio.create_task(self._run(loaded), name="registry watcher")
         await asyncio.wait_for(asyncio.shield(loaded), timeout)
 
-    async def restart(self) -> None:
-        """Re-create the watcher (after a reconnect) and reconcile what was missed."""
+    async def restart(self, patience: float = 60.0) -> None:
+        """Re-create the watcher (after a reconnect) and reconcile what was missed.
+
+        JetStream may need a moment after a server restart, so this retries with a
+        short backoff for up to ``patience`` seconds.
+        """
         await self.stop()
-        await self.start()
+        deadline = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:
+                await self.stop()
+                if time.monotonic() > deadline:
+                    log.error("could not re-create the registry watcher: %s", exc)
+                    raise
+                log.debug("registry watcher not back yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def stop(self) -> None:
         if self._task:

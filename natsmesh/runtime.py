@@ -41,6 +41,11 @@ from natsmesh.wire import AgentRecord, DependencyRecord, ToolRecord
 
 log = logging.getLogger("natsmesh.runtime")
 
+#: requests waiting in one subscription before NATS drops them (callbacks only start tasks
+#: or refuse, so the queue stays short; the bound keeps memory finite under a flood)
+PENDING_MSGS = 65_536
+PENDING_BYTES = 64 * 1024 * 1024
+
 
 def tool_record(spec: ToolSpec) -> ToolRecord:
     """The registry view of a tool spec."""
@@ -83,6 +88,7 @@ class Runtime:
         self._subs: list[Any] = []
         self._control_subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks_bg: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._accepting = False
         self.stats = ServiceStats()
@@ -126,6 +132,7 @@ class Runtime:
         self._registration = Registration(kv, self.key, self.record(), interval)
         await self._registration.start()
         hooks.on_reconnect.append(self._on_reconnect)
+        hooks.on_disconnect.append(self.client.connection_lost)
         log.info(
             "%s serving %s as %s",
             self.agent.name,
@@ -169,9 +176,21 @@ class Runtime:
             )
             cb = self._handler(dispatcher)
             cap = subjects.cap_subject(spec.capability, self.agent.name, prefix)
-            self._subs.append(await nc.subscribe(cap, queue=group, cb=cb))
+            self._subs.append(
+                await nc.subscribe(
+                    cap,
+                    queue=group,
+                    cb=cb,
+                    pending_msgs_limit=PENDING_MSGS,
+                    pending_bytes_limit=PENDING_BYTES,
+                )
+            )
             inst = subjects.inst_subject(self.instance_id, spec.capability, prefix)
-            self._subs.append(await nc.subscribe(inst, cb=cb))
+            self._subs.append(
+                await nc.subscribe(
+                    inst, cb=cb, pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES
+                )
+            )
         for verb in subjects.SERVICE_VERBS:
             for subject in subjects.service_subjects(verb, self.agent.name, self.instance_id):
                 self._control_subs.append(await nc.subscribe(subject, cb=self._on_service))
@@ -223,10 +242,17 @@ class Runtime:
                 await self.nc.publish(msg.reply, body)
 
     async def _on_reconnect(self) -> None:
+        # in the background: the connection's callback must not wait for JetStream
+        task = asyncio.create_task(self._recover(), name="recover after reconnect")
+        self._tasks_bg.add(task)
+        task.add_done_callback(self._tasks_bg.discard)
+
+    async def _recover(self) -> None:
         if self._registration is not None and self._accepting:
             await self._registration.refresh()
         if self.view is not None:
-            await self.view.restart()
+            with contextlib.suppress(Exception):
+                await self.view.restart()
 
     def extra_stats(self) -> dict[str, Any]:
         """Figures for ``$SRV.STATS``: calls in flight and span export counters."""
@@ -241,9 +267,11 @@ class Runtime:
         if nc is None:
             return
         self._accepting = False
+        # drain, not unsubscribe: requests already delivered are answered ("unavailable",
+        # which callers fail over on) instead of being dropped and left to time out
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()
         self._subs.clear()
         with contextlib.suppress(Exception):
             await nc.flush(timeout=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -30,9 +31,18 @@ async def connect(
         kv = await open_bucket(nc.jetstream(), s)
         view = RegistryView(kv)
         await view.start()
-        hooks.on_reconnect.append(view.restart)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def recover() -> None:  # in the background: JetStream may need a moment
+            task = asyncio.create_task(view.restart())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        hooks.on_reconnect.append(recover)
+        client = MeshClient(nc, view, s, caller=caller)
+        hooks.on_disconnect.append(client.connection_lost)
         try:
-            yield MeshClient(nc, view, s, caller=caller)
+            yield client
         finally:
             await view.stop()
     finally:
