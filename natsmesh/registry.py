@@ -31,14 +31,14 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
     Creating a replicated bucket can fail until a new cluster has elected a leader,
     so creation is retried for a few seconds.
     """
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while True:
         try:
-            return await js.key_value(settings.registry_bucket)
-        except BucketNotFoundError:
-            if not create:
-                raise
-        try:
+            try:
+                return await js.key_value(settings.registry_bucket)
+            except BucketNotFoundError:
+                if not create:
+                    raise
             return await js.create_key_value(
                 KeyValueConfig(
                     bucket=settings.registry_bucket,
@@ -49,10 +49,12 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
                     replicas=settings.replicas,
                 )
             )
+        except BucketNotFoundError:
+            raise
         except Exception as exc:
             if time.monotonic() > deadline:
                 raise
-            log.debug("creating the registry bucket failed (%s); retrying", exc)
+            log.debug("opening the registry bucket failed (%s); retrying", exc)
             await asyncio.sleep(0.2)
 
 

@@ -95,12 +95,12 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def healthy(monitor_url: str, timeout: float = 0.5) -> bool:
-    """True when the server's JetStream health check answers 200."""
+def healthy(monitor_url: str, timeout: float = 0.5, js_enabled_only: bool = True) -> bool:
+    """True when the server's health check answers 200 (with ``js_enabled_only=False``,
+    JetStream must be fully ready too: in a cluster, a meta leader elected)."""
+    query = "?js-enabled-only=true" if js_enabled_only else ""
     try:
-        with urllib.request.urlopen(
-            f"{monitor_url}/healthz?js-enabled-only=true", timeout=timeout
-        ) as r:
+        with urllib.request.urlopen(f"{monitor_url}/healthz{query}", timeout=timeout) as r:
             return bool(r.status == 200)
     except OSError:
         return False
@@ -116,11 +116,13 @@ def start_server(
     detach: bool = False,
     extra_args: tuple[str, ...] = (),
     timeout: float = 15.0,
+    health: bool = True,
 ) -> RunningServer:
     """Start nats-server with JetStream and wait until it is healthy.
 
     ``port=-1`` picks a free port; the chosen ports are read from the ports file the
-    server writes, so there is no race for a port.
+    server writes, so there is no race for a port. ``health=False`` returns as soon as
+    the ports are known (a cluster node is healthy only once its peers are up).
     """
     store_dir.mkdir(parents=True, exist_ok=True)
     ports_dir = store_dir / "ports"
@@ -157,7 +159,7 @@ def start_server(
             except (ValueError, KeyError, IndexError):
                 time.sleep(0.02)
                 continue
-            if healthy(monitor):
+            if not health or healthy(monitor):
                 return RunningServer(proc.pid, url, monitor, store_dir, proc)
         time.sleep(0.02)
     proc.kill()
