@@ -89,3 +89,18 @@ def scaffold_command(
         if kind == "tool"
         else f'call it: natsmesh call {function} \'{{"topic": "NATS", "question": "What is it?"}}\''
     )
+
+
+def permissions_command(
+    paths: list[Path] = typer.Argument(..., help="Agent files, or folders of agents."),
+) -> None:
+    """Print a nats-server config with least-privilege users for these agents."""
+    from natsmesh.config import Settings
+    from natsmesh.loader import find_agent_files, load_file
+    from natsmesh.permissions import server_config
+
+    try:
+        agents = [load_file(f) for p in paths for f in find_agent_files(p)]
+    except Exception as exc:
+        fail(str(exc))
+    print(server_config(agents, Settings.from_env()), end="")

@@ -49,6 +49,8 @@ class Settings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: inbox prefix (``_INBOX_<agent>`` lets permissions keep replies private)
+    inbox_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +78,7 @@ class Settings:
             "tls_ca": e.get("NATS_CA"),
             "tls_cert": e.get("NATS_CERT"),
             "tls_key": e.get("NATS_KEY"),
+            "inbox_prefix": e.get("NATSMESH_INBOX_PREFIX"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -108,6 +111,8 @@ class Settings:
             opts["user_credentials"] = self.creds_file
         if self.nkey_seed_file:
             opts["nkeys_seed"] = self.nkey_seed_file
+        if self.inbox_prefix:
+            opts["inbox_prefix"] = self.inbox_prefix
         if self.tls_ca or self.tls_cert:
             import ssl
 
