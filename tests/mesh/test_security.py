@@ -126,11 +126,11 @@ async def test_least_privilege_mesh(secure_server: RunningServer) -> None:
 
 
 async def test_unauthenticated_client_is_refused(secure_server: RunningServer) -> None:
-    with pytest.raises(Exception, match="(?i)authorization|no servers"):
+    with pytest.raises(Exception, match=r"(?i)authorization|no servers"):
         await nats.connect(
             secure_server.url, allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=2
         )
-    with pytest.raises(Exception, match="(?i)authorization|no servers"):
+    with pytest.raises(Exception, match=r"(?i)authorization|no servers"):
         await nats.connect(
             secure_server.url,
             user="flight-agent",
