@@ -100,7 +100,7 @@ def server_config(agents: Sequence[LoadedAgent], settings: Settings) -> str:
             ],
             ["_INBOX.>"],
             False,
-        ),  # fmt: skip
+        ),
         _user(
             "collector",
             "COLLECTOR_PASSWORD",
@@ -113,7 +113,7 @@ def server_config(agents: Sequence[LoadedAgent], settings: Settings) -> str:
             ],
             ["_INBOX.>"],
             False,
-        ),  # fmt: skip
+        ),
     ]
     for agent in sorted(agents, key=lambda a: a.agent.name):
         perms = agent_permissions(agent, settings)
