@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import statistics
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from natsmesh.config import Settings
+from natsmesh.processes import worker_env
 from natsmesh.server import RunningServer, start_server, stop_pid
 
 HERE = Path(__file__).resolve().parent
@@ -48,19 +48,7 @@ class Harness:
         return Settings(**values)
 
     def env(self, settings: Settings) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "NATS_URL": settings.nats_url,
-                "NATSMESH_PREFIX": settings.prefix,
-                "NATSMESH_REGISTRY_BUCKET": settings.registry_bucket,
-                "NATSMESH_SPANS_STREAM": settings.spans_stream,
-                "NATSMESH_REGISTRY_TTL": str(settings.registry_ttl),
-                "NATSMESH_TRACING": "true" if settings.tracing else "false",
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            }
-        )
-        return env
+        return worker_env(settings)
 
     def agent(self, name: str, settings: Settings) -> subprocess.Popen[bytes]:
         """Start ``bench/agents/<name>.py`` as a worker process."""

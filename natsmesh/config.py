@@ -85,6 +85,21 @@ class Settings:
         subjects.check_token(settings.prefix, "NATSMESH_PREFIX")
         return settings
 
+    def environment(self) -> dict[str, str]:
+        """The mesh settings as environment variables, for a child process to join the same
+        mesh (connection secrets are not included: they pass through the parent's environment)."""
+        return {
+            "NATS_URL": self.nats_url,
+            "NATSMESH_PREFIX": self.prefix,
+            "NATSMESH_REGISTRY_BUCKET": self.registry_bucket,
+            "NATSMESH_REGISTRY_TTL": str(self.registry_ttl),
+            "NATSMESH_SPANS_STREAM": self.spans_stream,
+            "NATSMESH_REPLICAS": str(self.replicas),
+            "NATSMESH_TRACING": "true" if self.tracing else "false",
+            "NATSMESH_TIMEOUT": str(self.timeout),
+            "NATSMESH_MAX_IN_FLIGHT": str(self.max_in_flight),
+        }
+
     @property
     def heartbeat(self) -> float:
         """Seconds between registry heartbeats: a third of the TTL."""

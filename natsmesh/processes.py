@@ -123,11 +123,11 @@ def worker_command(path: Path) -> list[str]:
 
 
 def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment plus the mesh settings, for a worker process."""
     env = dict(os.environ)
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env["PYTHONUNBUFFERED"] = "1"
-    env["NATS_URL"] = settings.nats_url
-    env["NATSMESH_TRACING"] = "true" if settings.tracing else "false"
+    env.update(settings.environment())
     env.update(extra or {})
     return env
 

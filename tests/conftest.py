@@ -15,6 +15,7 @@ import pytest
 
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent, load_file
+from natsmesh.processes import worker_env
 from natsmesh.runtime import Runtime
 from natsmesh.server import RunningServer, start_server, stop_pid
 
@@ -81,21 +82,7 @@ async def start_agents(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """Environment that makes a subprocess join the same isolated mesh."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "NATS_URL": settings.nats_url,
-            "NATSMESH_PREFIX": settings.prefix,
-            "NATSMESH_REGISTRY_BUCKET": settings.registry_bucket,
-            "NATSMESH_SPANS_STREAM": settings.spans_stream,
-            "NATSMESH_REGISTRY_TTL": str(settings.registry_ttl),
-            "NATSMESH_TIMEOUT": str(settings.timeout),
-            "NATSMESH_TRACING": "true" if settings.tracing else "false",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return worker_env(settings)
 
 
 @pytest.fixture
