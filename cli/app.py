@@ -17,6 +17,38 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+CONNECTION_OPTIONS = {
+    "server": "NATS_URL",
+    "user": "NATS_USER",
+    "password": "NATS_PASSWORD",
+    "token": "NATS_TOKEN",
+    "creds": "NATS_CREDS",
+    "nkey": "NATS_NKEY",
+    "tls_ca": "NATS_CA",
+    "tls_cert": "NATS_CERT",
+    "tls_key": "NATS_KEY",
+}
+
+
+@app.callback()
+def connection(
+    server: str = typer.Option(None, "--server", "-s", help="NATS URL(s); default $NATS_URL."),
+    user: str = typer.Option(None, "--user", help="NATS user ($NATS_USER)."),
+    password: str = typer.Option(None, "--password", help="NATS password ($NATS_PASSWORD)."),
+    token: str = typer.Option(None, "--token", help="NATS token ($NATS_TOKEN)."),
+    creds: str = typer.Option(None, "--creds", help="Credentials file ($NATS_CREDS)."),
+    nkey: str = typer.Option(None, "--nkey", help="NKey seed file ($NATS_NKEY)."),
+    tls_ca: str = typer.Option(None, "--tls-ca", help="TLS CA bundle ($NATS_CA)."),
+    tls_cert: str = typer.Option(None, "--tls-cert", help="TLS client certificate ($NATS_CERT)."),
+    tls_key: str = typer.Option(None, "--tls-key", help="TLS client key ($NATS_KEY)."),
+) -> None:
+    """Connection options apply to every command (and to the agents `start` runs)."""
+    values = locals()
+    for name, variable in CONNECTION_OPTIONS.items():
+        if values[name] is not None:
+            os.environ[variable] = values[name]
+
+
 app.command("start")(start_command)
 app.command("stop")(stop_command)
 app.command("list")(list_command)

@@ -13,6 +13,8 @@ class Alpha:
 
 
 @mesh.tool(capability="alpha", dependencies=["beta"])
-async def alpha(fail: bool = False, beta: mesh.MeshTool | None = None) -> dict[str, Any]:
+async def alpha(
+    fail: bool = False, delay: float = 0.0, beta: mesh.MeshTool | None = None
+) -> dict[str, Any]:
     assert beta is not None
-    return {"alpha": True, "beta": await beta(fail=fail)}
+    return {"alpha": True, "beta": await beta(fail=fail, delay=delay)}

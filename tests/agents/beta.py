@@ -13,6 +13,8 @@ class Beta:
 
 
 @mesh.tool(capability="beta", dependencies=["gamma"])
-async def beta(fail: bool = False, gamma: mesh.MeshTool | None = None) -> dict[str, Any]:
+async def beta(
+    fail: bool = False, delay: float = 0.0, gamma: mesh.MeshTool | None = None
+) -> dict[str, Any]:
     assert gamma is not None
-    return {"beta": True, "gamma": await gamma(fail=fail)}
+    return {"beta": True, "gamma": await gamma(fail=fail, delay=delay)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import natsmesh as mesh
@@ -13,7 +14,9 @@ class Gamma:
 
 
 @mesh.tool(capability="gamma")
-async def gamma(fail: bool = False) -> dict[str, Any]:
+async def gamma(fail: bool = False, delay: float = 0.0) -> dict[str, Any]:
+    if delay:
+        await asyncio.sleep(delay)
     if fail:
         raise RuntimeError("gamma was asked to fail")
     return {"gamma": True}

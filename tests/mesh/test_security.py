@@ -170,3 +170,20 @@ async def test_secrets_stay_in_their_process(
         await rt.stop(grace=1)
     assert scrub(f"failed with key {SECRET_KEY}") == "failed with key ***"
     assert "sk-***" in scrub("Incorrect API key provided: sk-proj-abcdef123456")
+
+
+def test_cli_connects_with_flags(secure_server: RunningServer) -> None:
+    import json
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "natsmesh_cli.app", "--server", secure_server.url]
+    refused = subprocess.run([*base, "list"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1
+    ok = subprocess.run(
+        [*base, "--user", "cli", "--password", password("cli"), "list", "--json"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert isinstance(json.loads(ok.stdout), list)
+    assert password("cli") not in ok.stdout + ok.stderr

@@ -138,3 +138,32 @@ async def test_export_to_a_missing_or_full_stream_never_fails_calls(
         await processor.wait_until(lambda p: p.failed >= before + 19, 5)
         report = await status(mesh)
         assert report["spans_failed"] >= before + 19
+
+
+async def test_caller_giving_up_cancels_every_hop_downstream(chain, settings: Settings) -> None:
+    from natsmesh.errors import ToolTimeout
+
+    async with connect(settings) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
+        trace_id, root = new_trace_id(), new_span_id()
+        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        spy = await mesh.nc.subscribe(f"{settings.prefix}.cap.>")
+        with pytest.raises(ToolTimeout):
+            await mesh.call(
+                "alpha",
+                {"delay": 30},
+                timeout=0.5,
+                context=CallContext(traceparent=format_traceparent(trace_id, root)),
+            )
+        spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(5)]
+        deadlines = {
+            m.subject.split(".")[2]: int(m.headers["Mesh-Deadline"])
+            for m in [await spy.next_msg(timeout=1) for _ in range(3)]
+        }
+    # every hop carries the caller's deadline (nested hops only what is left of it)
+    assert deadlines["beta"] <= deadlines["alpha"] and deadlines["gamma"] <= deadlines["alpha"]
+    gamma = next(s for s in spans if s.name == "gamma")
+    assert gamma.attrs["error.type"] == "timeout"
+    assert "cancelled" in gamma.status_message
+    # gamma was cancelled at the deadline, not after its 30 s sleep
+    assert (gamma.end - gamma.start) / 1e9 < 2
