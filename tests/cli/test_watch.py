@@ -26,15 +26,19 @@ async def watched() -> str:
 """
 
 
-async def test_watch_restarts_on_change(settings: Settings, tmp_path: Path) -> None:
-    path = tmp_path / "watched.py"
-    path.write_text(AGENT.format(version="1.0.0", answer="first"))
-    proc = subprocess.Popen(
+def start_watching(path: Path, settings: Settings) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "natsmesh_cli.app", "start", str(path), "-w"],
         env=worker_env(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def test_watch_restarts_on_change(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "watched.py"
+    path.write_text(AGENT.format(version="1.0.0", answer="first"))
+    proc = start_watching(path, settings)
     try:
         async with connect(settings) as mesh:
             await mesh.view.wait_for(lambda v: len(v.records) == 1, timeout=20)
