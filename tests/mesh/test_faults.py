@@ -200,3 +200,46 @@ async def test_nats_server_restart(tmp_path: Path) -> None:
         for rt in runtimes:
             await rt.stop(grace=1)
         server.stop()
+
+
+async def test_flood_keeps_memory_bounded_and_answers_everything(
+    spawn_agent, settings: Settings, monkeypatch
+) -> None:
+    from bench.harness import rss_mb
+
+    monkeypatch.setenv("WORK_MAX_IN_FLIGHT", "8")
+    proc = spawn_agent(WORK)
+    async with connect(settings) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 1, timeout=15)
+        before = rss_mb(proc.pid)
+        nc = mesh.nc
+        inbox = nc.new_inbox()
+        replies: collections.Counter[str] = collections.Counter()
+        done = asyncio.Event()
+        total = 20_000
+
+        async def on_reply(msg: Any) -> None:
+            replies[msg.headers.get("Mesh-Error", "ok") if msg.headers else "ok"] += 1
+            if sum(replies.values()) == total:
+                done.set()
+
+        await nc.subscribe(inbox + ".*", cb=on_reply)
+        body = json.dumps({"delay": 0.05, "pad": None}).encode().replace(b', "pad": null', b"")
+        subject = f"{settings.prefix}.cap.work.work-agent"
+        for i in range(total):
+            await nc.publish(subject, body, reply=f"{inbox}.{i}")
+        await asyncio.wait_for(done.wait(), 60)
+        after = rss_mb(proc.pid)
+        assert (await mesh.call("work", {}))["pid"] == proc.pid
+    print(
+        json.dumps(
+            {
+                "fault": "flood",
+                "requests": total,
+                "replies": dict(replies),
+                "rss_mb": [round(before), round(after)],
+            }
+        )
+    )
+    assert replies["unavailable"] > 0 and replies["ok"] > 0
+    assert after - before < 100, "memory stays bounded"
