@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.server
 import json
 import os
@@ -14,41 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.harness import Harness, Table, percentiles, rss_mb, summarize
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import connect as connect_nats
-from natsmesh.registry import RegistryView, open_bucket
+from natsmesh.session import connect
 
 Call = Callable[[], Awaitable[Any]]
 
 
-@contextlib.asynccontextmanager
-async def mesh_client(settings: Settings, traced: bool) -> AsyncIterator[MeshClient]:
+def mesh_client(settings: Settings, traced: bool) -> Any:
     """A caller like an agent: its own view and, when traced, its own span exporter."""
-    nc = await connect_nats(settings, "bench")
-    kv = await open_bucket(nc.jetstream(), settings)
-    view = RegistryView(kv)
-    await view.start()
-    tracing = processor = None
-    if traced:
-        from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
-        from natsmesh.tracing.spans import Tracing
-
-        await ensure_stream(nc.jetstream(), settings)
-        processor = NatsSpanProcessor("bench-caller", "bench-caller-1", settings.prefix)
-        await processor.start(nc)
-        tracing = Tracing("bench-caller", "bench-caller-1", processor)
-    try:
-        yield MeshClient(nc, view, settings, caller="bench", tracing=tracing)
-    finally:
-        if processor:
-            await processor.stop()
-        await view.stop()
-        await nc.close()
+    return connect(settings, caller="bench", tracing=traced)
 
 
 async def wait_for_agents(client: MeshClient, count: int, timeout: float = 30) -> None:

@@ -25,6 +25,7 @@ from natsmesh.errors import (
     ToolTimeout,
     Unavailable,
     from_wire,
+    translate_nats_error,
 )
 from natsmesh.registry import RegistryView
 from natsmesh.selection import Candidate
@@ -80,23 +81,14 @@ class MeshClient:
         self.settings = settings
         self.caller = caller
         self.tracing = tracing
-        self._subjects: dict[tuple[str, str, str | None], str] = {}
-        self._resolved: dict[str, DependencySpec] = {}
         self._inflight: set[asyncio.Task[Any] | None] = set()
         self._lost: set[asyncio.Task[Any]] = set()
-        self._generation = -1
 
     def _subject(self, capability: str, candidate: Candidate) -> str:
-        key = (capability, candidate.agent, candidate.instance_id)
-        subject = self._subjects.get(key)
-        if subject is None:
-            prefix = self.settings.prefix
-            if candidate.instance_id:
-                subject = subjects.inst_subject(candidate.instance_id, capability, prefix)
-            else:
-                subject = subjects.cap_subject(capability, candidate.agent, prefix)
-            self._subjects[key] = subject
-        return subject
+        prefix = self.settings.prefix
+        if candidate.instance_id:
+            return subjects.inst_subject(candidate.instance_id, capability, prefix)
+        return subjects.cap_subject(capability, candidate.agent, prefix)
 
     def dependency_for(
         self,
@@ -106,14 +98,8 @@ class MeshClient:
     ) -> DependencySpec:
         """A dependency spec for a tool name, a capability or a spec, plus extra selectors."""
         if isinstance(target, str):
-            dep = self._resolved.get(target) if self._generation == self.view.generation else None
-            if dep is None:
-                if self._generation != self.view.generation:
-                    self._resolved.clear()
-                    self._generation = self.view.generation
-                capability = self.view.resolve(target) if target else target
-                dep = DependencySpec(subjects.check_token(capability, "capability"))
-                self._resolved[target] = dep
+            capability = self.view.resolve(target) if target else target
+            dep = DependencySpec(subjects.check_token(capability, "capability"))
         else:
             dep = dependency(target)
         if tags or version:
@@ -193,7 +179,7 @@ class MeshClient:
         if dep.tags:
             hdrs[H.TAGS] = dep.header
         if span is not None:
-            hdrs[H.TRACEPARENT] = self.tracing.traceparent(span)  # type: ignore[union-attr]
+            hdrs[H.TRACEPARENT] = span.traceparent
         elif context is not None and context.traceparent:
             hdrs[H.TRACEPARENT] = context.traceparent
             if context.tracestate:
@@ -250,8 +236,6 @@ class MeshClient:
     def _expand(self, candidates: list[Candidate]) -> list[Candidate]:
         """Idempotent tools are sent to one instance at a time, so that a call on an
         instance that dies can be retried on another (see :meth:`_request`)."""
-        if not any(c.tool.idempotent and c.instance_id is None for c in candidates):
-            return list(candidates)
         out: list[Candidate] = []
         for candidate in candidates:
             if candidate.tool.idempotent and candidate.instance_id is None:
@@ -282,6 +266,14 @@ class MeshClient:
             if candidate.instance_id is None:
                 return await self.nc.request(subject, body, timeout=timeout, headers=hdrs)
             return await self._watched(subject, body, timeout, hdrs, candidate)
+        except (nats.errors.Error, OSError) as exc:
+            what = f"{candidate.tool.name} ({candidate.agent})"
+            error = translate_nats_error(
+                exc, what, {"agent": candidate.agent, "tool": candidate.tool.name}
+            )
+            if error is None:
+                raise
+            raise error from None
         except asyncio.CancelledError:
             if task is None or task not in self._lost:
                 raise
@@ -291,15 +283,6 @@ class MeshClient:
                 f"the NATS connection was lost while {candidate.tool.name} was running; "
                 "its outcome is unknown"
             ) from None
-        except nats.errors.TimeoutError:
-            raise ToolTimeout(
-                f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
-                {"agent": candidate.agent, "tool": candidate.tool.name},
-            ) from None
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-            raise Unavailable(f"the NATS connection is not usable: {exc}") from None
-        except OSError as exc:  # (nats' TimeoutError, also an OSError, was handled above)
-            raise Unavailable(f"the NATS connection failed: {exc}") from None
         finally:
             inflight.discard(task)
 

@@ -101,11 +101,6 @@ class Settings:
         }
 
     @property
-    def heartbeat(self) -> float:
-        """Seconds between registry heartbeats: a third of the TTL."""
-        return self.registry_ttl / 3
-
-    @property
     def home_path(self) -> Path:
         """The folder for logs, pid files and the embedded server's data."""
         return Path(self.home).expanduser()

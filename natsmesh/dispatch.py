@@ -18,23 +18,29 @@ from natsmesh.selection import tags_match
 from natsmesh.specs import ToolSpec, llm_spec, parse_tags
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from natsmesh.tracing.spans import Tracing
 
 log = logging.getLogger("natsmesh.dispatch")
 
 
 class Outcome:
-    """The reply to send: its body and, for errors, the error type."""
+    """The reply to send: its body and, for errors, the error."""
 
-    __slots__ = ("body", "error_type")
+    __slots__ = ("body", "error")
 
-    def __init__(self, body: bytes, error_type: str | None = None) -> None:
+    def __init__(self, body: bytes, error: MeshError | None = None) -> None:
         self.body = body
-        self.error_type = error_type
+        self.error = error
+
+    @property
+    def error_type(self) -> str | None:
+        return self.error.type if self.error is not None else None
 
 
 def error_outcome(error: MeshError) -> Outcome:
-    return Outcome(wire.encode_error(error.to_wire()), error.type)
+    return Outcome(wire.encode_error(error.to_wire()), error)
 
 
 class Dispatcher:
@@ -45,7 +51,6 @@ class Dispatcher:
         spec: ToolSpec,
         client: MeshClient,
         agent: str,
-        instance_id: str,
         tracing: Tracing | None,
         max_payload: int,
         debug: bool = False,
@@ -53,7 +58,6 @@ class Dispatcher:
         self.spec = spec
         self.client = client
         self.agent = agent
-        self.instance_id = instance_id
         self.tracing = tracing
         self.max_payload = max_payload
         self.debug = debug
@@ -71,21 +75,24 @@ class Dispatcher:
         """Answer one request; never raises (except cancellation)."""
         hdrs = headers or {}
         tracing = self.tracing
-        span = tracing.start_server(self.spec.name, hdrs, self._attrs) if tracing else None
+        if tracing is None:
+            return await self._serve(data, hdrs, None)
+        span = tracing.start_server(self.spec.name, hdrs, self._attrs)
         try:
-            outcome = await self._serve(data, hdrs, span)
+            outcome = await self._serve(data, hdrs, tracing.context_of(span))
         except asyncio.CancelledError:
-            if span is not None:
-                tracing.fail(span, "cancelled", "the call was cancelled")  # type: ignore[union-attr]
-                span.end()
-            raise
-        if span is not None:
-            if outcome.error_type:
-                tracing.fail(span, outcome.error_type, _message_of(outcome.body))  # type: ignore[union-attr]
+            tracing.fail(span, "cancelled", "the call was cancelled")
             span.end()
+            raise
+        if outcome.error is not None:
+            tracing.fail(span, outcome.error.type, outcome.error.message)
+        span.end()
         return outcome
 
-    async def _serve(self, data: bytes, hdrs: Mapping[str, str], span: Any) -> Outcome:
+    async def _serve(
+        self, data: bytes, hdrs: Mapping[str, str], otel_context: Context | None
+    ) -> Outcome:
+        """``otel_context`` holds the SERVER span; it is current while the tool runs."""
         try:
             deadline = _deadline(hdrs.get(H.DEADLINE), self.client.settings.timeout)
             remaining = deadline - time.time()
@@ -97,18 +104,19 @@ class Dispatcher:
                     f"{self.agent} has tags {sorted(self._tags)}, which do not match {selector!r}"
                 )
             arguments = self.spec.signature.validate(data)
-            context = CallContext(
-                deadline=deadline,
-                otel_context=self.tracing.context_of(span) if self.tracing and span else None,
-            )
+            context = CallContext(deadline=deadline, otel_context=otel_context)
             self._inject(arguments, context)
+            tracing = self.tracing
             try:
                 async with asyncio.timeout(remaining):
-                    if span is not None:
-                        with self.tracing.activate(span):  # type: ignore[union-attr]
-                            result = await self._run(arguments)
-                    else:
+                    if tracing is None or otel_context is None:
                         result = await self._run(arguments)
+                    else:
+                        token = tracing.attach(otel_context)
+                        try:
+                            result = await self._run(arguments)
+                        finally:
+                            tracing.detach(token)
             except TimeoutError:
                 raise ToolTimeout(
                     f"{self.spec.name} did not finish before the caller's deadline; it was cancelled"
@@ -164,10 +172,3 @@ def _deadline(value: str | None, default_timeout: float) -> float:
         except ValueError:
             pass
     return time.time() + default_timeout
-
-
-def _message_of(body: bytes) -> str:
-    try:
-        return str(wire.decode_json(body)["error"]["message"])[:500]
-    except Exception:
-        return ""

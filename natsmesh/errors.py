@@ -12,13 +12,11 @@
     └── TagMismatch                                tag_mismatch
 
 A remote error is rebuilt from the reply envelope by :func:`from_wire`; nats-py's
-exceptions are translated in one place, :func:`translate_nats_errors`.
+exceptions are translated in one place, :func:`translate_nats_error`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 
@@ -102,20 +100,27 @@ def from_wire(error: Any) -> MeshError:
     return cls(str(error.get("message", "")), details if isinstance(details, dict) else None)
 
 
-@contextlib.contextmanager
-def translate_nats_errors(what: str) -> Iterator[None]:
-    """Turn nats-py's connection errors into ours, naming what we were doing."""
+def translate_nats_error(
+    exc: BaseException, what: str, details: dict[str, Any] | None = None
+) -> MeshError | None:
+    """Our error for one of nats-py's connection or timeout errors, naming what was waited
+    for; ``None`` for anything else (``NoRespondersError`` included: callers fail over on it)."""
     import nats.errors as ne
 
-    try:
-        yield
-    except ne.NoServersError as exc:
-        raise Unavailable(f"{what}: no NATS server reachable") from exc
-    except (ne.ConnectionClosedError, ne.ConnectionDrainingError, ne.StaleConnectionError) as exc:
-        raise Unavailable(f"{what}: the NATS connection is closed") from exc
-    except ne.MaxPayloadError as exc:
-        raise PayloadTooLarge(
-            f"{what}: the message is larger than the server's max payload"
-        ) from exc
-    except ne.TimeoutError as exc:
-        raise ToolTimeout(f"{what}: timed out") from exc
+    if isinstance(exc, ne.NoServersError):
+        return Unavailable(f"{what}: no NATS server reachable")
+    if isinstance(
+        exc,
+        ne.ConnectionClosedError
+        | ne.ConnectionDrainingError
+        | ne.ConnectionReconnectingError
+        | ne.StaleConnectionError,
+    ):
+        return Unavailable(f"{what}: the NATS connection is not usable ({exc})")
+    if isinstance(exc, ne.MaxPayloadError):
+        return PayloadTooLarge(f"{what}: the message is larger than the server's max payload")
+    if isinstance(exc, ne.TimeoutError):
+        return ToolTimeout(f"{what} did not answer within the deadline", details)
+    if isinstance(exc, OSError):  # checked after nats' TimeoutError, which is an OSError too
+        return Unavailable(f"{what}: the NATS connection failed ({exc})")
+    return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -171,16 +173,11 @@ def stop_agents(
 ) -> list[AgentProcess]:
     """SIGTERM detached workers (all, or one agent's) and wait until they have stopped."""
     procs = detached_agents(settings, agent)
-    for proc in procs:
-        try:
-            os.kill(proc.pid, 15)
-        except ProcessLookupError:
-            pass
+    for proc in procs:  # all at once, so they stop in parallel
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
-        while pid_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_alive(proc.pid):
-            stop_pid(proc.pid, 0)
+        stop_pid(proc.pid, max(0.0, deadline - time.monotonic()))
         proc.pid_file.unlink(missing_ok=True)
     return procs

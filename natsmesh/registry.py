@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from natsmesh import wire
+from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider
 from natsmesh.selection import Candidate, select
@@ -118,9 +120,9 @@ class RegistryView:
         self.records: dict[str, AgentRecord] = {}
         self.last_seen: dict[str, float] = {}
         self._revisions: dict[str, int] = {}
-        self._generation = 0
         self._cache: dict[DependencySpec, list[Candidate]] = {}
-        self._changed = asyncio.Condition()
+        self._names: dict[str, str] = {}
+        self._changes = Changes()
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
 
@@ -204,24 +206,14 @@ class RegistryView:
         self.records.pop(key, None)
         self.last_seen.pop(key, None)
 
-    @property
-    def generation(self) -> int:
-        """Changes whenever the view does."""
-        return self._generation
-
     def _bump(self) -> None:
-        self._generation += 1
         self._cache.clear()
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._names.clear()
+        self._changes.notify()
 
     async def wait_for(self, predicate: Callable[[RegistryView], bool], timeout: float) -> None:
         """Wait until ``predicate(view)`` holds; raises ``TimeoutError`` after ``timeout``."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
+        await self._changes.wait_until(lambda: predicate(self), timeout)
 
     # --- reading the view (memory only) ---------------------------------------------
 
@@ -231,7 +223,10 @@ class RegistryView:
         if cached is None:
             cached = self._cache[dep] = select(self.records.values(), dep)
         if len(cached) > 1 and cached[0].score == cached[1].score:
-            return select(self.records.values(), dep)  # share the ties: new random order
+            # share the ties: a new random order for the best-scored candidates only
+            tied = [c for c in cached if c.score == cached[0].score]
+            random.shuffle(tied)
+            return tied + cached[len(tied) :]
         return cached
 
     def has(self, capability: str) -> bool:
@@ -239,18 +234,20 @@ class RegistryView:
         return any(t.capability == capability for r in self.records.values() for t in r.tools)
 
     def resolve(self, name: str) -> str:
-        """The capability for a tool name or a capability; raises :class:`NoProvider`."""
+        """The capability for a tool name or a capability (cached until the registry
+        changes); raises :class:`NoProvider`."""
+        capability = self._names.get(name)
+        if capability is not None:
+            return capability
         tools = [t for r in self.records.values() for t in r.tools]
         if any(t.capability == name for t in tools):
-            return name
-        for tool in tools:
-            if tool.name == name:
-                return tool.capability
-        raise NoProvider(
-            f"no live agent offers a tool or capability named {name!r} "
-            "(`natsmesh list --tools` shows what is available)"
-        )
-
-    def instances(self) -> list[AgentRecord]:
-        """Every live instance, sorted by agent name."""
-        return sorted(self.records.values(), key=lambda r: (r.name, r.started_at))
+            capability = name
+        else:
+            capability = next((t.capability for t in tools if t.name == name), None)
+        if capability is None:
+            raise NoProvider(
+                f"no live agent offers a tool or capability named {name!r} "
+                "(`natsmesh list --tools` shows what is available)"
+            )
+        self._names[name] = capability
+        return capability

@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -38,6 +38,9 @@ from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucke
 from natsmesh.services import ServiceStats, answer_service
 from natsmesh.specs import AgentSpec, ToolSpec
 from natsmesh.wire import AgentRecord, DependencyRecord, ToolRecord
+
+if TYPE_CHECKING:
+    from natsmesh.tracing.spans import Tracing
 
 log = logging.getLogger("natsmesh.runtime")
 
@@ -78,12 +81,12 @@ class Runtime:
         self.tools = list(tools)
         self.settings = settings or Settings.from_env()
         self.instance_id = f"{agent.name}-{secrets.token_hex(4)}"
+        self._reply_headers = {H.INSTANCE: self.instance_id}
         self.max_in_flight = agent.max_in_flight or self.settings.max_in_flight
         self.nc: NATS | None = None
         self.view: RegistryView | None = None
         self.client: MeshClient | None = None
-        self.tracing: Any = None
-        self._processor: Any = None
+        self.tracing: Tracing | None = None
         self._registration: Registration | None = None
         self._subs: list[Any] = []
         self._control_subs: list[Any] = []
@@ -116,13 +119,12 @@ class Runtime:
         s = self.settings
         hooks = Hooks()
         self.nc = nc = await connect(s, f"natsmesh {self.instance_id}", hooks)
-        js = nc.jetstream()
-        kv = await open_bucket(js, s)
+        kv = await open_bucket(nc.jetstream(), s)
         interval = await bucket_ttl(kv, s.registry_ttl) / 3
         self.view = view = RegistryView(kv)
         await view.start()
         if s.tracing:
-            await self._start_tracing(js)
+            await self._start_tracing(nc)
         await self._prepare_providers()
         self.client = MeshClient(
             nc, view, s, caller=f"{self.agent.name}/{self.instance_id}", tracing=self.tracing
@@ -150,15 +152,10 @@ class Runtime:
                 assert t.provider is not None
                 await asyncio.to_thread(prepare, t.provider, t.name)
 
-    async def _start_tracing(self, js: Any) -> None:
-        from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
+    async def _start_tracing(self, nc: NATS) -> None:
         from natsmesh.tracing.spans import Tracing
 
-        assert self.nc is not None
-        await ensure_stream(js, self.settings)
-        self._processor = NatsSpanProcessor(self.agent.name, self.instance_id, self.settings.prefix)
-        await self._processor.start(self.nc)
-        self.tracing = Tracing(self.agent.name, self.instance_id, self._processor)
+        self.tracing = await Tracing.start(nc, self.settings, self.agent.name, self.instance_id)
 
     async def _subscribe(self, nc: NATS) -> None:
         assert self.client is not None
@@ -169,7 +166,6 @@ class Runtime:
                 spec,
                 self.client,
                 self.agent.name,
-                self.instance_id,
                 self.tracing,
                 nc.max_payload,
                 self.settings.debug,
@@ -229,9 +225,9 @@ class Runtime:
         self.stats.record(tool, elapsed_ns, outcome.error_type)
         if not msg.reply or self.nc is None:
             return
-        hdrs = {H.INSTANCE: self.instance_id}
+        hdrs = self._reply_headers
         if outcome.error_type:
-            hdrs[H.ERROR] = outcome.error_type
+            hdrs = {**hdrs, H.ERROR: outcome.error_type}
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, outcome.body, headers=hdrs)
 
@@ -257,8 +253,8 @@ class Runtime:
     def extra_stats(self) -> dict[str, Any]:
         """Figures for ``$SRV.STATS``: calls in flight and span export counters."""
         data: dict[str, Any] = {"in_flight": self._in_flight, "max_in_flight": self.max_in_flight}
-        if self._processor is not None:
-            data.update(self._processor.stats())
+        if self.tracing is not None and self.tracing.processor is not None:
+            data.update(self.tracing.processor.stats())
         return data
 
     async def stop(self, grace: float | None = None) -> None:
@@ -285,8 +281,8 @@ class Runtime:
         for sub in self._control_subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        if self._processor is not None:
-            await self._processor.stop()
+        if self.tracing is not None:
+            await self.tracing.stop()
         if self.view is not None:
             await self.view.stop()
         with contextlib.suppress(Exception):

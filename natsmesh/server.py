@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -51,18 +52,10 @@ class RunningServer:
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
-
-
-class _suppress_lookup:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, ProcessLookupError)
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -76,7 +69,7 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         if not pid_alive(pid):
             return
         time.sleep(0.05)
-    with _suppress_lookup():
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from natsmesh.client import MeshClient
@@ -20,8 +21,12 @@ async def connect(
     caller: str = "python",
     reconnect: bool = True,
     connect_timeout: float = 5.0,
+    tracing: bool = False,
 ) -> AsyncIterator[MeshClient]:
-    """Connect to NATS, load the registry view, and yield a :class:`MeshClient`."""
+    """Connect to NATS, load the registry view, and yield a :class:`MeshClient`.
+
+    With ``tracing``, calls make CLIENT spans published like an agent's (service ``caller``).
+    """
     s = settings or Settings.from_env()
     hooks = Hooks()
     nc = await connect_nats(
@@ -39,11 +44,18 @@ async def connect(
             task.add_done_callback(pending.discard)
 
         hooks.on_reconnect.append(recover)
-        client = MeshClient(nc, view, s, caller=caller)
+        spans = None
+        if tracing:
+            from natsmesh.tracing.spans import Tracing
+
+            spans = await Tracing.start(nc, s, caller, f"{caller}-{os.getpid()}")
+        client = MeshClient(nc, view, s, caller=caller, tracing=spans)
         hooks.on_disconnect.append(client.connection_lost)
         try:
             yield client
         finally:
+            if spans is not None:
+                await spans.stop()
             await view.stop()
     finally:
         with contextlib.suppress(Exception):

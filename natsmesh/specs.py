@@ -27,16 +27,8 @@ class DependencySpec:
     version: str | None = None
 
     @property
-    def required(self) -> tuple[str, ...]:
-        return tuple(t for t in self.tags if t[0] not in "+-")
-
-    @property
     def preferred(self) -> tuple[str, ...]:
         return tuple(t[1:] for t in self.tags if t[0] == "+")
-
-    @property
-    def excluded(self) -> tuple[str, ...]:
-        return tuple(t[1:] for t in self.tags if t[0] == "-")
 
     @property
     def header(self) -> str:

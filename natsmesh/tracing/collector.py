@@ -21,6 +21,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from natsmesh import subjects
+from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.tracing.export import decode_spans
 from natsmesh.wire import SpanMessage
@@ -139,14 +140,11 @@ class Collector:
         self.retry_delay = retry_delay
         self.exported = 0
         self.failures = 0
-        self._progress = asyncio.Event()
+        self._progress = Changes()
 
     async def wait_until(self, predicate: Callable[[Collector], bool], timeout: float) -> None:
         """Wait until ``predicate(self)`` holds, re-checked after every export attempt."""
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                self._progress.clear()
-                await self._progress.wait()
+        await self._progress.wait_until(lambda: predicate(self), timeout)
 
     async def run(self, stop: asyncio.Event | None = None, report_every: float = 10.0) -> None:
         """Fetch, export, ack, until ``stop`` is set."""
@@ -198,14 +196,14 @@ class Collector:
             for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.nak(delay=self.retry_delay)
-            self._progress.set()
+            self._progress.notify()
             await asyncio.sleep(self.retry_delay)
             return
         for m in msgs:
             with contextlib.suppress(Exception):
                 await m.ack()
         self.exported += len(spans)
-        self._progress.set()
+        self._progress.notify()
 
     @staticmethod
     async def _backlog(sub: object) -> int | str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from typing import NamedTuple
 
@@ -45,17 +45,19 @@ def format_traceparent(trace_id: str | int, span_id: str | int, sampled: bool = 
     return f"00-{t}-{s}-{'01' if sampled else '00'}"
 
 
+def random_id(bits: int) -> int:
+    """A random, non-zero id of ``bits`` bits (128 for traces, 64 for spans)."""
+    value = random.getrandbits(bits)
+    while value == 0:
+        value = random.getrandbits(bits)
+    return value
+
+
 def new_trace_id() -> str:
     """A random, non-zero 128-bit trace id in hex."""
-    while True:
-        value = os.urandom(16).hex()
-        if value != _ZERO_TRACE:
-            return value
+    return f"{random_id(128):032x}"
 
 
 def new_span_id() -> str:
     """A random, non-zero 64-bit span id in hex."""
-    while True:
-        value = os.urandom(8).hex()
-        if value != _ZERO_SPAN:
-            return value
+    return f"{random_id(64):016x}"

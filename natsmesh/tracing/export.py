@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 
 from natsmesh import subjects, wire
+from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.wire import SpanEvent, SpanMessage
 
@@ -104,7 +105,7 @@ class NatsSpanProcessor(SpanProcessor):
         self.acked = 0
         self.dropped = 0
         self.failed = 0
-        self._acks = asyncio.Event()
+        self._acks = Changes()
         self._wake = asyncio.Event()
 
     # --- SpanProcessor ----------------------------------------------------------------
@@ -148,16 +149,13 @@ class NatsSpanProcessor(SpanProcessor):
             self.failed += size
         else:
             self.acked += size
-        self._acks.set()
+        self._acks.notify()
 
     async def wait_until(
         self, predicate: Callable[[NatsSpanProcessor], bool], timeout: float
     ) -> None:
         """Wait until ``predicate(self)`` holds, re-checking on every ack; ``TimeoutError`` after ``timeout``."""
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                self._acks.clear()
-                await self._acks.wait()
+        await self._acks.wait_until(lambda: predicate(self), timeout)
 
     async def _run(self) -> None:
         while True:

@@ -10,38 +10,33 @@ of a call's cost.
 
 from __future__ import annotations
 
-import random
 import time
 import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from natsmesh import headers as H
-from natsmesh.tracing.context import parse_traceparent
+from natsmesh.tracing.context import parse_traceparent, random_id
 from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
     from natsmesh.client import CallContext
+    from natsmesh.config import Settings
     from natsmesh.specs import DependencySpec
     from natsmesh.tracing.export import NatsSpanProcessor
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_bits = random.getrandbits
-
-
-def _new_id(bits: int) -> int:
-    value = _bits(bits)
-    while value == 0:
-        value = _bits(bits)
-    return value
 
 
 class MeshSpan(Span):
@@ -80,9 +75,9 @@ class MeshSpan(Span):
         self.instance = instance
         self.name = name
         self.kind = kind
-        self.trace_id = parent.trace_id if parent is not None else _new_id(128)
+        self.trace_id = parent.trace_id if parent is not None else random_id(128)
         self.parent_id = parent.span_id if parent is not None else None
-        self.span_id = _new_id(64)
+        self.span_id = random_id(64)
         self.attrs = attrs
         self.events: list[SpanEvent] = []
         self.status = 0
@@ -183,12 +178,6 @@ def remote_parent(traceparent: str | None, tracestate: str | None = None) -> Spa
     )
 
 
-def remote_context(traceparent: str | None, tracestate: str | None = None) -> Context | None:
-    """An OpenTelemetry context whose parent is the remote span in ``traceparent``."""
-    parent = remote_parent(traceparent, tracestate)
-    return None if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
-
-
 class Tracing:
     """One agent's tracing: its TracerProvider (for spans tools make) and the span export."""
 
@@ -201,6 +190,21 @@ class Tracing:
         self.tracer = self.provider.get_tracer("natsmesh")
         self.service = service
         self.instance = instance_id
+
+    @classmethod
+    async def start(cls, nc: NATS, settings: Settings, service: str, instance_id: str) -> Tracing:
+        """Tracing that publishes into the span stream (created when missing)."""
+        from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
+
+        await ensure_stream(nc.jetstream(), settings)
+        processor = NatsSpanProcessor(service, instance_id, settings.prefix)
+        await processor.start(nc)
+        return cls(service, instance_id, processor)
+
+    async def stop(self) -> None:
+        """Publish the spans still queued."""
+        if self.processor is not None:
+            await self.processor.stop()
 
     def start_server(
         self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]
@@ -238,25 +242,21 @@ class Tracing:
         )
 
     @staticmethod
-    def traceparent(span: MeshSpan) -> str:
-        return span.traceparent
-
-    @staticmethod
-    def activate(span: Span) -> Any:
-        """Make ``span`` current while a tool runs (so ``trace.get_current_span()`` finds it)."""
-        return trace.use_span(
-            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
-
-    @staticmethod
     def context_of(span: Span) -> Context:
+        """An OpenTelemetry context in which ``span`` is current."""
         return trace.set_span_in_context(span)
+
+    @staticmethod
+    def attach(context: Context) -> object:
+        """Make ``context`` current (while a tool runs); returns the token for :meth:`detach`."""
+        return otel_context.attach(context)
+
+    @staticmethod
+    def detach(token: object) -> None:
+        otel_context.detach(token)  # type: ignore[arg-type]
 
     @staticmethod
     def fail(span: Span, error_type: str, message: str) -> None:
         """Mark a span failed, with the error type of the envelope."""
         span.set_attribute("error.type", error_type)
         span.set_status(Status(StatusCode.ERROR, message[:500]))
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()

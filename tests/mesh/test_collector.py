@@ -114,8 +114,8 @@ async def test_collector_exports_every_span_once_and_survives_an_outage(
         task = asyncio.create_task(collector.run(stop))
         first = await make_traces(mesh, 10)
         prefs, flight = runtimes
-        await prefs._processor.wait_until(lambda p: p.acked >= 10, 5)
-        await flight._processor.wait_until(lambda p: p.acked >= 20, 5)
+        await prefs.tracing.processor.wait_until(lambda p: p.acked >= 10, 5)
+        await flight.tracing.processor.wait_until(lambda p: p.acked >= 20, 5)
         await collector.wait_until(lambda c: c.failures >= 2, 10)
         assert receiver.spans == []
         receiver.start()

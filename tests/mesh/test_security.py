@@ -160,8 +160,8 @@ async def test_secrets_stay_in_their_process(
             record = wire.encode_record(
                 next(r for r in mesh.view.records.values() if r.name == "claude-provider")
             )
-            assert rt._processor is not None
-            await rt._processor.flush()
+            assert rt.tracing.processor is not None
+            await rt.tracing.processor.flush()
         secrets = [SECRET_KEY, password("claude-provider"), password("cli")]
         assert not any(s.encode() in record for s in secrets)
         assert not any(s in repr(settings) for s in secrets)

@@ -113,7 +113,7 @@ async def test_export_to_a_missing_or_full_stream_never_fails_calls(
     start_agents, settings: Settings
 ) -> None:
     [echo] = await start_agents(load_file(TEST_AGENTS / "echo_agent.py"))
-    processor = echo._processor
+    processor = echo.tracing.processor
     async with connect(settings) as mesh:
         js = mesh.nc.jetstream()
         await js.delete_stream(settings.spans_stream)
