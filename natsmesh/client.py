@@ -163,6 +163,28 @@ class MeshClient:
         span.end()
         return result
 
+    def stream(
+        self,
+        target: str | Mapping[str, Any] | DependencySpec,
+        arguments: Mapping[str, Any] | bytes | None = None,
+        *,
+        tags: Any = None,
+        version: str | None = None,
+        timeout: float | None = None,
+        context: CallContext | None = None,
+    ) -> CallStream:
+        """Call ``target`` and iterate over the chunks it streams.
+
+        ``async with client.stream(...) as parts: async for part in parts: ...``; after the
+        loop, ``parts.result`` holds the final result. Leaving the block early cancels the
+        call on the worker. A tool that does not stream yields no chunks, only the result.
+        """
+        return CallStream(
+            self.call(
+                target, arguments, tags=tags, version=version, timeout=timeout, context=context
+            )
+        )
+
     async def _try(
         self,
         dep: DependencySpec,
@@ -318,6 +340,37 @@ class MeshClient:
         except Exception:
             return True  # busy or slow is not dead
         return True
+
+
+class CallStream:
+    """The chunks of one streamed call (async iterator, async context manager)."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._done = False
+        #: the final result, once the iteration has ended
+        self.result: Any = None
+
+    def __aiter__(self) -> CallStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self._done:
+            self._done = True
+            self.result = await self._call
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop reading; a call still running is cancelled."""
+        if not self._done:
+            self._done = True
+            self._call.close()
+
+    async def __aenter__(self) -> CallStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _InstanceLost(Exception):

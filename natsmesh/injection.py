@@ -17,7 +17,7 @@ from natsmesh.genai.context import MeshContextModel
 from natsmesh.specs import DependencySpec
 
 if TYPE_CHECKING:
-    from natsmesh.client import CallContext, MeshClient
+    from natsmesh.client import CallContext, CallStream, MeshClient
 
 
 class MeshTool:
@@ -42,6 +42,10 @@ class MeshTool:
         """Call the best live provider of the dependency with these arguments."""
         return await self._client.call(self.dependency, arguments, context=self._context)
 
+    def stream(self, **arguments: Any) -> CallStream:
+        """Call a streaming provider and iterate over its chunks (see ``MeshClient.stream``)."""
+        return self._client.stream(self.dependency, arguments, context=self._context)
+
     def __repr__(self) -> str:
         return f"MeshTool({self.dependency.capability!r}, tags={list(self.dependency.tags)})"
 
@@ -55,6 +59,8 @@ class Signature:
     output_schema: dict[str, Any] | None
     dependency_params: tuple[str, ...]
     is_async: bool
+    #: the tool is an async generator: each value it yields is a streamed chunk
+    is_stream: bool = False
     return_type: Any = None
     llm_param: str | None = None
     context_param: str | None = None
@@ -129,6 +135,8 @@ def analyze(func: Callable[..., Any], dependency_count: int) -> Signature:
         **fields,
     )
     return_type = hints.get("return")
+    if inspect.isasyncgenfunction(func):
+        return_type = None  # AsyncIterator[...] describes the chunks, not a result
     output_schema = None
     if return_type not in (None, type(None), Any):
         try:
@@ -142,7 +150,8 @@ def analyze(func: Callable[..., Any], dependency_count: int) -> Signature:
         input_schema=input_schema,
         output_schema=output_schema,
         dependency_params=tuple(deps),
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func),
+        is_stream=inspect.isasyncgenfunction(func),
         return_type=return_type,
         llm_param=llm_param,
         context_param=context_param,

@@ -125,6 +125,13 @@ class RegistryView:
         self._changes = Changes()
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every change of the view; returns a function that
+        removes it. Listeners run on the event loop and must not block."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     async def start(self, timeout: float = 5.0) -> None:
         """Start watching; returns once the current entries are loaded."""
@@ -210,6 +217,11 @@ class RegistryView:
         self._cache.clear()
         self._names.clear()
         self._changes.notify()
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("registry view listener failed")
 
     async def wait_for(self, predicate: Callable[[RegistryView], bool], timeout: float) -> None:
         """Wait until ``predicate(view)`` holds; raises ``TimeoutError`` after ``timeout``."""

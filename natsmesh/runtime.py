@@ -37,7 +37,7 @@ from natsmesh.errors import Unavailable
 from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucket
 from natsmesh.services import ServiceStats, answer_service
 from natsmesh.specs import AgentSpec, ToolSpec
-from natsmesh.wire import AgentRecord, DependencyRecord, ToolRecord
+from natsmesh.wire import PROTOCOL, AgentRecord, DependencyRecord, ToolRecord
 
 if TYPE_CHECKING:
     from natsmesh.tracing.spans import Tracing
@@ -65,6 +65,7 @@ def tool_record(spec: ToolSpec) -> ToolRecord:
         ),
         idempotent=spec.idempotent,
         kind="llm_provider" if spec.provider is not None else "tool",
+        stream=spec.signature.is_stream,
     )
 
 
@@ -112,6 +113,7 @@ class Runtime:
             pid=os.getpid(),
             started_at=self.started_at,
             tools=tuple(tool_record(t) for t in self.tools),
+            protocol=PROTOCOL,
         )
 
     async def start(self) -> None:

@@ -9,6 +9,9 @@ import msgspec
 #: bumped when a record changes incompatibly; readers ignore fields they do not know
 RECORD_VERSION = 1
 SPAN_VERSION = 1
+#: the call protocol this code speaks: 1 = one request, one reply; 2 = a conversation on the
+#: reply subject (accepted, chunks, probes, cancel); see docs/protocol.md
+PROTOCOL = 2
 
 
 class DependencyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -33,6 +36,8 @@ class ToolRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     idempotent: bool = False
     #: "tool", or "llm_provider" for a tool that completes LLM conversations
     kind: str = "tool"
+    #: the tool streams chunks (an async generator); ``await`` still returns the collected result
+    stream: bool = False
 
 
 class AgentRecord(msgspec.Struct, frozen=True):
@@ -48,6 +53,8 @@ class AgentRecord(msgspec.Struct, frozen=True):
     tools: tuple[ToolRecord, ...] = ()
     runtime: str = "python"
     v: int = RECORD_VERSION
+    #: the call protocol the instance speaks (absent in records of protocol-1 agents)
+    protocol: int = 1
 
 
 class SpanEvent(msgspec.Struct, frozen=True, omit_defaults=True):
