@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CallContext": "natsmesh.client",
+    "CallContext": "natsmesh.call_context",
     "InvalidArguments": "natsmesh.errors",
     "LlmAgent": "natsmesh.genai.agent",
     "McpMeshTool": "natsmesh.injection",
@@ -53,7 +53,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from natsmesh.client import CallContext, MeshClient
+    from natsmesh.call_context import CallContext
+    from natsmesh.client import MeshClient
     from natsmesh.config import Settings
     from natsmesh.decorators import agent, llm, llm_provider, tool
     from natsmesh.errors import (

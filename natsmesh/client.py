@@ -1,4 +1,11 @@
-"""Calling tools over the mesh: select a provider, send one NATS request, fail over, decode."""
+"""Calling tools over the mesh: select a provider, converse with it, fail over, decode.
+
+Every call goes to the chosen provider's queue subject (``mesh.cap.<capability>.<agent>``)
+and NATS picks the instance; instance subjects are only for pins (a constraint only some
+instances meet, or a resend that must avoid a frozen instance). What happens on the
+reply subject is :mod:`natsmesh.conversation`'s; the liveness checks are
+:mod:`natsmesh.watchdog`'s; the NATS seam is :mod:`natsmesh.transport`'s.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,16 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from natsmesh import headers as H
-from natsmesh import subjects, wire
+from natsmesh import protocol, subjects, wire
+from natsmesh.call_context import CallContext
 from natsmesh.config import Settings
+from natsmesh.conversation import Conversation, Lost
 from natsmesh.errors import (
     MeshError,
     NoProvider,
@@ -25,32 +31,22 @@ from natsmesh.errors import (
     ToolTimeout,
     Unavailable,
     from_wire,
-    translate_nats_error,
 )
 from natsmesh.registry import RegistryView
 from natsmesh.selection import Candidate
 from natsmesh.specs import DependencySpec, dependency, parse_tags
+from natsmesh.streams import CallStream, ChunkQueue
+from natsmesh.transport import Message, NatsTransport, NoResponders, Transport
+from natsmesh.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from natsmesh.tracing.spans import Tracing
+    from natsmesh.tracing.spans import MeshSpan, Tracing
 
-#: seconds between liveness probes of the instance running a pinned call
-PROBE_INTERVAL = 0.5
+__all__ = ["CallContext", "CallStream", "MeshClient"]
+
 #: reply error types that mean "this provider did not start the call: try the next one"
 _FAILOVER_TYPES = frozenset({Unavailable.type, TagMismatch.type})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CallContext:
-    """What a nested call inherits from the call it is made in."""
-
-    #: absolute deadline, Unix seconds
-    deadline: float | None = None
-    #: OpenTelemetry context of the enclosing span (agents)
-    otel_context: Any = None
-    #: raw ``traceparent`` to forward when this process records no spans (the CLI)
-    traceparent: str | None = None
-    tracestate: str | None = None
+_PROTOCOL = str(wire.PROTOCOL)
 
 
 class _Envelope(msgspec.Struct):
@@ -64,31 +60,31 @@ _envelope = msgspec.json.Decoder(_Envelope)
 class MeshClient:
     """Calls mesh tools by capability (or tool name) from any process.
 
-    Holds a NATS connection and a live registry view; :meth:`call` reads only memory
-    to choose a provider and then makes one request, failing over on no-responders.
+    Holds a transport (a NATS connection) and a live registry view; :meth:`call` reads
+    only memory to choose a provider, then converses with it and fails over.
     """
 
     def __init__(
         self,
-        nc: NATS,
+        nc: Any,
         view: RegistryView,
         settings: Settings,
         caller: str = "cli",
         tracing: Tracing | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.nc = nc
         self.view = view
         self.settings = settings
         self.caller = caller
         self.tracing = tracing
+        self.transport: Transport = transport or NatsTransport(nc)
+        self.watchdog = Watchdog(self.transport, self._instances_of)
         self._inflight: set[asyncio.Task[Any] | None] = set()
         self._lost: set[asyncio.Task[Any]] = set()
 
-    def _subject(self, capability: str, candidate: Candidate) -> str:
-        prefix = self.settings.prefix
-        if candidate.instance_id:
-            return subjects.inst_subject(candidate.instance_id, capability, prefix)
-        return subjects.cap_subject(capability, candidate.agent, prefix)
+    def _instances_of(self, agent: str) -> list[str]:
+        return [r.instance_id for r in self.view.records.values() if r.name == agent]
 
     def dependency_for(
         self,
@@ -103,6 +99,10 @@ class MeshClient:
         else:
             dep = dependency(target)
         if tags or version:
+            if version is not None:
+                from natsmesh.selection import parse_constraint
+
+                parse_constraint(version)
             dep = dataclasses.replace(
                 dep, tags=dep.tags + parse_tags(tags or ()), version=version or dep.version
             )
@@ -122,46 +122,11 @@ class MeshClient:
 
         ``target`` is a capability, a tool name, or a dependency spec. Raises a
         :class:`~natsmesh.MeshError` subclass: the remote error rebuilt, ``NoProvider``
-        when nothing matches, ``ToolTimeout`` when the deadline passes.
+        when nothing matches, ``ToolTimeout`` when the deadline passes. Cancelling the
+        awaiting task cancels the call on the worker. A streaming tool's chunks are
+        collected into its result (see :meth:`stream`).
         """
-        dep = (
-            target
-            if isinstance(target, DependencySpec) and not (tags or version)
-            else (self.dependency_for(target, tags, version))
-        )
-        now = time.time()
-        deadline = now + (timeout if timeout is not None else self.settings.timeout)
-        if context is not None and context.deadline is not None:
-            deadline = min(deadline, context.deadline)
-        body = arguments if isinstance(arguments, bytes) else wire.encode_json(arguments or {})
-        if len(body) > self.nc.max_payload:
-            raise PayloadTooLarge(
-                f"the arguments are {len(body)} bytes; the server accepts at most {self.nc.max_payload}"
-            )
-        if not self.nc.is_connected:
-            raise Unavailable(
-                f"not connected to NATS ({'reconnecting' if self.nc.is_reconnecting else 'closed'}); "
-                f"cannot call {dep.capability!r}"
-            )
-        candidates = self.view.select(dep)
-        if not candidates:
-            raise NoProvider(_no_provider_message(dep, self.view))
-        tracing = self.tracing
-        if tracing is None:
-            return await self._try(dep, candidates, body, deadline, context, None)
-        span = tracing.start_client(dep, context)
-        try:
-            result = await self._try(dep, candidates, body, deadline, context, span)
-        except MeshError as exc:
-            tracing.fail(span, exc.type, exc.message)
-            span.end()
-            raise
-        except BaseException as exc:
-            tracing.fail(span, type(exc).__name__, str(exc))
-            span.end()
-            raise
-        span.end()
-        return result
+        return await self._call(target, arguments, tags, version, timeout, context, None)
 
     def stream(
         self,
@@ -176,66 +141,116 @@ class MeshClient:
         """Call ``target`` and iterate over the chunks it streams.
 
         ``async with client.stream(...) as parts: async for part in parts: ...``; after the
-        loop, ``parts.result`` holds the final result. Leaving the block early cancels the
-        call on the worker. A tool that does not stream yields no chunks, only the result.
+        loop, ``parts.result`` holds the final (collected) result. Leaving the block early
+        cancels the call on the worker. A tool that does not stream yields no chunks.
         """
-        return CallStream(
-            self.call(
-                target, arguments, tags=tags, version=version, timeout=timeout, context=context
-            )
-        )
 
-    async def _try(
+        def run(sink: ChunkQueue) -> Awaitable[Any]:
+            return self._call(target, arguments, tags, version, timeout, context, sink)
+
+        return CallStream(run, self.transport)
+
+    async def _call(
+        self,
+        target: str | Mapping[str, Any] | DependencySpec,
+        arguments: Mapping[str, Any] | bytes | None,
+        tags: Any,
+        version: str | None,
+        timeout: float | None,
+        context: CallContext | None,
+        sink: ChunkQueue | None,
+    ) -> Any:
+        dep = (
+            target
+            if isinstance(target, DependencySpec) and not (tags or version)
+            else self.dependency_for(target, tags, version)
+        )
+        deadline = time.time() + (timeout if timeout is not None else self.settings.timeout)
+        if context is not None and context.deadline is not None:
+            deadline = min(deadline, context.deadline)
+        body = arguments if isinstance(arguments, bytes) else wire.encode_json(arguments or {})
+        transport = self.transport
+        if len(body) > transport.max_payload:
+            raise PayloadTooLarge(
+                f"the arguments are {len(body)} bytes; the server accepts at most "
+                f"{transport.max_payload}"
+            )
+        state = transport.state
+        if state != "connected":
+            raise Unavailable(f"not connected to NATS ({state}); cannot call {dep.capability!r}")
+        candidates = self.view.select(dep)
+        if not candidates:
+            raise NoProvider(_no_provider_message(dep, self.view))
+        tracing = self.tracing
+        if tracing is None:
+            return await self._attempts(dep, candidates, body, deadline, context, None, sink)
+        with tracing.client_scope(dep, context, len(body)) as span:
+            return await self._attempts(dep, candidates, body, deadline, context, span, sink)
+
+    def _headers(
+        self,
+        dep: DependencySpec,
+        deadline: float,
+        context: CallContext | None,
+        span: Any,
+        sink: Any,
+    ) -> dict[str, str]:
+        hdrs = {
+            H.CALLER: self.caller,
+            H.DEADLINE: str(int(deadline * 1000)),
+            H.PROTOCOL: _PROTOCOL,
+        }
+        if sink is not None:
+            hdrs[H.STREAM] = "1"
+        if dep.tags:
+            hdrs[H.TAGS] = dep.header
+        if span is not None:
+            hdrs[H.TRACEPARENT] = span.traceparent
+            if span.tracestate:
+                hdrs[H.TRACESTATE] = span.tracestate
+        elif context is not None and context.traceparent:
+            hdrs[H.TRACEPARENT] = context.traceparent
+            if context.tracestate:
+                hdrs[H.TRACESTATE] = context.tracestate
+        return hdrs
+
+    async def _attempts(
         self,
         dep: DependencySpec,
         candidates: list[Candidate],
         body: bytes,
         deadline: float,
         context: CallContext | None,
-        span: Any,
+        span: MeshSpan | None,
+        sink: ChunkQueue | None,
     ) -> Any:
-        hdrs = {
-            H.CALLER: self.caller,
-            H.DEADLINE: str(int(deadline * 1000)),
-        }
-        if dep.tags:
-            hdrs[H.TAGS] = dep.header
-        if span is not None:
-            hdrs[H.TRACEPARENT] = span.traceparent
-        elif context is not None and context.traceparent:
-            hdrs[H.TRACEPARENT] = context.traceparent
-            if context.tracestate:
-                hdrs[H.TRACESTATE] = context.tracestate
-        queue = list(self._expand(candidates))
-        tried: set[str] = set()
+        hdrs = self._headers(dep, deadline, context, span, sink)
+        queue = list(candidates)
+        refused: set[str] = set()
+        resends = 0
         last: MeshError | None = None
         while queue:
             candidate = queue.pop(0)
-            if candidate.instance_id in tried:
+            if candidate.instance_id in refused:
                 continue
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise ToolTimeout(f"deadline passed before {dep.capability!r} could be called")
             subject = self._subject(dep.capability, candidate)
             hdrs[H.TOOL] = candidate.tool.name
             if span is not None:
-                attrs = span.attrs
-                attrs["messaging.destination.name"] = subject
-                attrs["mesh.agent"] = candidate.agent
-                attrs["mesh.tool"] = candidate.tool.name
+                span.target(subject, candidate.agent, candidate.tool.name)
             try:
-                msg = await self._request(subject, body, remaining, hdrs, candidate)
-            except nats.errors.NoRespondersError:
+                msg = await self._attempt(subject, body, hdrs, deadline, candidate, sink)
+            except NoResponders:
                 last = Unavailable(f"{candidate.agent} has no live instance for {dep.capability!r}")
                 continue
-            except _InstanceLost:
-                assert candidate.instance_id is not None
-                tried.add(candidate.instance_id)
-                last = Unavailable(
-                    f"{candidate.instance_id} stopped while running {candidate.tool.name}",
-                    {"instance": candidate.instance_id},
-                )
+            except Lost as lost:
+                resends += 1
+                streamed = sink is not None and sink.received > 0
+                if not candidate.tool.idempotent or streamed or resends > protocol.MAX_RESENDS:
+                    raise _outcome_unknown(lost, candidate) from None
+                queue.insert(0, _resend_target(candidate, lost))
                 continue
+            if span is not None:
+                span.reply(len(msg.data), *((sink.received, sink.first_at) if sink else ()))
             try:
                 envelope = _envelope.decode(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -246,56 +261,57 @@ class MeshClient:
             if error.type not in _FAILOVER_TYPES:
                 raise error
             last = error
-            refused = msg.headers.get(H.INSTANCE) if msg.headers else None
-            if refused:
-                tried.add(refused)
+            instance = msg.headers.get(H.INSTANCE) if msg.headers else None
+            if instance:
+                refused.add(instance)
             if candidate.instance_id is None and error.type == Unavailable.type:
                 # an overloaded or stopping replica: offer the call to its siblings directly
-                queue[:0] = self._instances(candidate, exclude=tried)
+                queue[:0] = self._siblings(candidate, exclude=refused)
         assert last is not None
         raise last
 
-    def _expand(self, candidates: list[Candidate]) -> list[Candidate]:
-        """Idempotent tools are sent to one instance at a time, so that a call on an
-        instance that dies can be retried on another (see :meth:`_request`)."""
-        out: list[Candidate] = []
-        for candidate in candidates:
-            if candidate.tool.idempotent and candidate.instance_id is None:
-                out.extend(self._instances(candidate, exclude=set()) or [candidate])
-            else:
-                out.append(candidate)
-        return out
+    def _subject(self, capability: str, candidate: Candidate) -> str:
+        prefix = self.settings.prefix
+        if candidate.instance_id:
+            return subjects.inst_subject(candidate.instance_id, capability, prefix)
+        return subjects.cap_subject(capability, candidate.agent, prefix)
 
-    def _instances(self, candidate: Candidate, exclude: set[str]) -> list[Candidate]:
-        ids = [
-            r.instance_id
-            for r in self.view.records.values()
-            if r.name == candidate.agent and r.instance_id not in exclude
-        ]
+    def _siblings(self, candidate: Candidate, exclude: set[str]) -> list[Candidate]:
+        ids = [i for i in self._instances_of(candidate.agent) if i not in exclude]
         random.shuffle(ids)
         return [dataclasses.replace(candidate, instance_id=i) for i in ids]
 
-    async def _request(
-        self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate
-    ) -> Msg:
-        """One request; for a pinned instance, probe it while waiting and give up on it
-        as soon as it is gone (its ``$SRV.PING`` subject has no responders). When the
-        connection drops meanwhile, fail at once (see :meth:`connection_lost`)."""
+    async def _attempt(
+        self,
+        subject: str,
+        body: bytes,
+        hdrs: dict[str, str],
+        deadline: float,
+        candidate: Candidate,
+        sink: ChunkQueue | None,
+    ) -> Message:
+        """One conversation; when the connection drops meanwhile, fail at once."""
         task = asyncio.current_task()
         inflight = self._inflight
         inflight.add(task)
+        transport = self.transport
         try:
-            if candidate.instance_id is None:
-                return await self.nc.request(subject, body, timeout=timeout, headers=hdrs)
-            return await self._watched(subject, body, timeout, hdrs, candidate)
-        except (nats.errors.Error, OSError) as exc:
-            what = f"{candidate.tool.name} ({candidate.agent})"
-            error = translate_nats_error(
-                exc, what, {"agent": candidate.agent, "tool": candidate.tool.name}
+            conversation = Conversation(
+                await transport.inbox(),
+                candidate.agent,
+                candidate.instance_id,
+                self.settings.prefix,
             )
-            if error is None:
-                raise
-            raise error from None
+            watchdog = self.watchdog if candidate.protocol >= 2 else None
+            on_chunk: Callable[[Message], None] | None = sink.put if sink is not None else None
+            return await conversation.run(
+                transport, watchdog, subject, body, hdrs, deadline, on_chunk
+            )
+        except ToolTimeout:
+            raise ToolTimeout(
+                f"{candidate.tool.name} ({candidate.agent}) did not answer within the deadline",
+                {"agent": candidate.agent, "tool": candidate.tool.name},
+            ) from None
         except asyncio.CancelledError:
             if task is None or task not in self._lost:
                 raise
@@ -303,7 +319,8 @@ class MeshClient:
             task.uncancel()
             raise Unavailable(
                 f"the NATS connection was lost while {candidate.tool.name} was running; "
-                "its outcome is unknown"
+                "its outcome is unknown",
+                {"outcome": "unknown"},
             ) from None
         finally:
             inflight.discard(task)
@@ -315,66 +332,31 @@ class MeshClient:
                 self._lost.add(task)
                 task.cancel()
 
-    async def _watched(
-        self, subject: str, body: bytes, timeout: float, hdrs: dict[str, str], candidate: Candidate
-    ) -> Msg:
-        task = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout, headers=hdrs))
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=PROBE_INTERVAL)
-                if done:
-                    return task.result()
-                if not await self._alive(candidate):
-                    raise _InstanceLost
-        finally:
-            if not task.done():
-                task.cancel()
 
-    async def _alive(self, candidate: Candidate) -> bool:
-        assert candidate.instance_id is not None
-        ping = subjects.service_subjects("PING", candidate.agent, candidate.instance_id)[2]
-        try:
-            await self.nc.request(ping, b"", timeout=PROBE_INTERVAL)
-        except nats.errors.NoRespondersError:
-            return False
-        except Exception:
-            return True  # busy or slow is not dead
-        return True
+def _outcome_unknown(lost: Lost, candidate: Candidate) -> Unavailable:
+    what = lost.instance or f"an instance of {candidate.agent}"
+    how = "stopped" if lost.reason == "gone" else "stopped answering"
+    when = "running" if lost.details.get("accepted") else "holding"
+    return Unavailable(
+        f"{what} {how} while {when} {candidate.tool.name}; its outcome is unknown",
+        {
+            "outcome": "unknown",
+            "instance": lost.instance,
+            "agent": candidate.agent,
+            "reason": lost.reason,
+        },
+    )
 
 
-class CallStream:
-    """The chunks of one streamed call (async iterator, async context manager)."""
-
-    def __init__(self, call: Any) -> None:
-        self._call = call
-        self._done = False
-        #: the final result, once the iteration has ended
-        self.result: Any = None
-
-    def __aiter__(self) -> CallStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        if not self._done:
-            self._done = True
-            self.result = await self._call
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """Stop reading; a call still running is cancelled."""
-        if not self._done:
-            self._done = True
-            self._call.close()
-
-    async def __aenter__(self) -> CallStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-class _InstanceLost(Exception):
-    """The pinned instance vanished while a call was in flight."""
+def _resend_target(candidate: Candidate, lost: Lost) -> Candidate:
+    """Where to send an idempotent call again: the queue group, unless an instance is
+    frozen (NATS would still deliver to it), then one instance that answered its ping."""
+    if lost.reason == "gone":
+        return dataclasses.replace(candidate, instance_id=None)
+    alive = [i for i in lost.alive if i not in (lost.details.get("suspects") or ())]
+    if not alive:
+        return dataclasses.replace(candidate, instance_id=None)
+    return dataclasses.replace(candidate, instance_id=random.choice(alive))
 
 
 def _no_provider_message(dep: DependencySpec, view: RegistryView) -> str:

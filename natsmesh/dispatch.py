@@ -1,4 +1,4 @@
-"""Serving one request: decode, check, validate, inject, run, encode."""
+"""Serving one request: decode, check, validate, inject, run or stream, encode."""
 
 from __future__ import annotations
 
@@ -11,18 +11,28 @@ from typing import TYPE_CHECKING, Any
 
 from natsmesh import headers as H
 from natsmesh import wire
-from natsmesh.client import CallContext, MeshClient
-from natsmesh.errors import MeshError, PayloadTooLarge, TagMismatch, ToolError, ToolTimeout
+from natsmesh.call_context import CallContext
+from natsmesh.errors import (
+    InvalidArguments,
+    MeshError,
+    PayloadTooLarge,
+    TagMismatch,
+    ToolError,
+    ToolTimeout,
+)
 from natsmesh.injection import MeshTool
 from natsmesh.selection import tags_match
 from natsmesh.specs import ToolSpec, llm_spec, parse_tags
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
-
-    from natsmesh.tracing.spans import Tracing
+    from natsmesh.client import MeshClient
+    from natsmesh.responder import Responder
+    from natsmesh.tracing.spans import MeshSpan, Tracing
 
 log = logging.getLogger("natsmesh.dispatch")
+
+#: a ``Mesh-Deadline`` further away than this is refused as malformed
+MAX_DEADLINE_AHEAD = 24 * 3600.0
 
 
 class Outcome:
@@ -41,6 +51,13 @@ class Outcome:
 
 def error_outcome(error: MeshError) -> Outcome:
     return Outcome(wire.encode_error(error.to_wire()), error)
+
+
+def collect(chunks: list[Any]) -> Any:
+    """A stream's collected result: its text chunks joined when it has any (other chunks
+    are progress events), otherwise the list of its chunks."""
+    texts = [c for c in chunks if isinstance(c, str)]
+    return "".join(texts) if texts else chunks
 
 
 class Dispatcher:
@@ -71,52 +88,49 @@ class Dispatcher:
             "mesh.tool": spec.name,
         }
 
-    async def serve(self, data: bytes, headers: Mapping[str, str] | None) -> Outcome:
-        """Answer one request; never raises (except cancellation)."""
+    async def serve(
+        self, data: bytes, headers: Mapping[str, str] | None, responder: Responder
+    ) -> Outcome:
+        """Answer one request; never raises, except ``CancelledError`` when cancelled."""
         hdrs = headers or {}
         tracing = self.tracing
         if tracing is None:
-            return await self._serve(data, hdrs, None)
-        span = tracing.start_server(self.spec.name, hdrs, self._attrs)
-        try:
-            outcome = await self._serve(data, hdrs, tracing.context_of(span))
-        except asyncio.CancelledError:
-            tracing.fail(span, "cancelled", "the call was cancelled")
-            span.end()
-            raise
-        if outcome.error is not None:
-            tracing.fail(span, outcome.error.type, outcome.error.message)
-        span.end()
-        return outcome
+            return await self._serve(data, hdrs, None, responder)
+        with tracing.server_scope(self.spec.name, hdrs, self._attrs, len(data)) as span:
+            outcome = await self._serve(data, hdrs, span, responder)
+            if outcome.error is not None:
+                span.fail(outcome.error.type, outcome.error.message)
+            span.attrs["mesh.reply.body.size"] = len(outcome.body)
+            return outcome
 
     async def _serve(
-        self, data: bytes, hdrs: Mapping[str, str], otel_context: Context | None
+        self, data: bytes, hdrs: Mapping[str, str], span: MeshSpan | None, responder: Responder
     ) -> Outcome:
-        """``otel_context`` holds the SERVER span; it is current while the tool runs."""
         try:
             deadline = _deadline(hdrs.get(H.DEADLINE), self.client.settings.timeout)
             remaining = deadline - time.time()
+            if self.spec.timeout is not None and self.spec.timeout < remaining:
+                remaining = self.spec.timeout
+                deadline = time.time() + remaining
             if remaining <= 0:
                 raise ToolTimeout("the call's deadline had passed when it arrived")
-            selector = hdrs.get(H.TAGS)
-            if selector and not tags_match(self._tags, parse_tags(selector)):
-                raise TagMismatch(
-                    f"{self.agent} has tags {sorted(self._tags)}, which do not match {selector!r}"
-                )
+            self._check_tags(hdrs.get(H.TAGS))
             arguments = self.spec.signature.validate(data)
-            context = CallContext(deadline=deadline, otel_context=otel_context)
-            self._inject(arguments, context)
-            tracing = self.tracing
+            otel_context = (
+                None if span is None or self.tracing is None else self.tracing.context_of(span)
+            )
+            self._inject(arguments, CallContext(deadline=deadline, otel_context=otel_context))
+            responder.begin(self.spec.signature.is_stream, remaining)
             try:
                 async with asyncio.timeout(remaining):
-                    if tracing is None or otel_context is None:
-                        result = await self._run(arguments)
+                    if otel_context is None or self.tracing is None:
+                        result = await self._run(arguments, responder, span)
                     else:
-                        token = tracing.attach(otel_context)
+                        token = self.tracing.attach(otel_context)
                         try:
-                            result = await self._run(arguments)
+                            result = await self._run(arguments, responder, span)
                         finally:
-                            tracing.detach(token)
+                            self.tracing.detach(token)
             except TimeoutError:
                 raise ToolTimeout(
                     f"{self.spec.name} did not finish before the caller's deadline; it was cancelled"
@@ -132,11 +146,28 @@ class Dispatcher:
         except MeshError as exc:
             return error_outcome(exc)
         except Exception as exc:
-            details: dict[str, Any] = {"exception": type(exc).__name__}
-            if self.debug:
-                details["traceback"] = traceback.format_exc()
-            log.info("%s raised %s: %s", self.spec.name, type(exc).__name__, exc)
-            return error_outcome(ToolError(f"{type(exc).__name__}: {exc}", details))
+            return self._tool_failed(exc, span)
+
+    def _tool_failed(self, exc: Exception, span: MeshSpan | None) -> Outcome:
+        details: dict[str, Any] = {"exception": type(exc).__name__}
+        if self.debug:
+            details["traceback"] = traceback.format_exc()
+        log.warning("%s raised %s: %s", self.spec.name, type(exc).__name__, exc, exc_info=exc)
+        if span is not None:
+            span.record_exception(exc)
+        return error_outcome(ToolError(f"{type(exc).__name__}: {exc}", details))
+
+    def _check_tags(self, selector: str | None) -> None:
+        if not selector:
+            return
+        try:
+            wanted = parse_tags(selector)
+        except ValueError as exc:
+            raise InvalidArguments(f"Mesh-Tags header {selector[:100]!r}: {exc}") from None
+        if not tags_match(self._tags, wanted):
+            raise TagMismatch(
+                f"{self.agent} has tags {sorted(self._tags)}, which do not match {selector!r}"
+            )
 
     def _inject(self, arguments: dict[str, Any], context: CallContext) -> None:
         sig = self.spec.signature
@@ -158,17 +189,43 @@ class Dispatcher:
                 client, llm, context, ctx_value, sig.return_type, self.spec.name
             )
 
-    async def _run(self, arguments: dict[str, Any]) -> Any:
+    async def _run(
+        self, arguments: dict[str, Any], responder: Responder, span: MeshSpan | None
+    ) -> Any:
         func = self.spec.func
-        if self.spec.signature.is_async:
+        sig = self.spec.signature
+        if sig.is_stream:
+            return await self._stream(func(**arguments), responder, span)
+        if sig.is_async:
             return await func(**arguments)
         return await asyncio.to_thread(func, **arguments)
 
+    async def _stream(self, generator: Any, responder: Responder, span: MeshSpan | None) -> Any:
+        chunks: list[Any] = []
+        try:
+            async for value in generator:
+                if span is not None:
+                    span.chunk()
+                await responder.chunk(value)
+                chunks.append(value)
+        finally:
+            await generator.aclose()
+        return collect(chunks)
+
 
 def _deadline(value: str | None, default_timeout: float) -> float:
-    if value:
-        try:
-            return int(value) / 1000
-        except ValueError:
-            pass
-    return time.time() + default_timeout
+    """The absolute deadline (Unix seconds) from ``Mesh-Deadline`` (Unix milliseconds)."""
+    now = time.time()
+    if not value:
+        return now + default_timeout
+    try:
+        deadline = int(value) / 1000
+    except ValueError:
+        raise InvalidArguments(
+            f"Mesh-Deadline {value[:40]!r} is not a Unix time in milliseconds"
+        ) from None
+    if deadline - now > MAX_DEADLINE_AHEAD:
+        raise InvalidArguments(
+            f"Mesh-Deadline {value[:40]!r} is more than {MAX_DEADLINE_AHEAD / 3600:.0f} h away"
+        )
+    return deadline

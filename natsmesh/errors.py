@@ -9,7 +9,8 @@
     ├── Unavailable           (also ConnectionError) unavailable
     ├── ToolTimeout           (also TimeoutError)  timeout
     ├── PayloadTooLarge       (also ValueError)    payload_too_large
-    └── TagMismatch                                tag_mismatch
+    ├── TagMismatch                                tag_mismatch
+    └── Cancelled                                  cancelled
 
 A remote error is rebuilt from the reply envelope by :func:`from_wire`; nats-py's
 exceptions are translated in one place, :func:`translate_nats_error`.
@@ -77,6 +78,12 @@ class TagMismatch(MeshError):
     type = "tag_mismatch"
 
 
+class Cancelled(MeshError):
+    """The call was cancelled: by its caller, or because its caller went away."""
+
+    type = "cancelled"
+
+
 ERROR_TYPES: dict[str, type[MeshError]] = {
     cls.type: cls
     for cls in (
@@ -87,6 +94,7 @@ ERROR_TYPES: dict[str, type[MeshError]] = {
         ToolTimeout,
         PayloadTooLarge,
         TagMismatch,
+        Cancelled,
     )
 }
 

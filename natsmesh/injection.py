@@ -17,7 +17,9 @@ from natsmesh.genai.context import MeshContextModel
 from natsmesh.specs import DependencySpec
 
 if TYPE_CHECKING:
-    from natsmesh.client import CallContext, CallStream, MeshClient
+    from natsmesh.call_context import CallContext
+    from natsmesh.client import MeshClient
+    from natsmesh.streams import CallStream
 
 
 class MeshTool:

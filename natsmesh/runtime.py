@@ -33,8 +33,9 @@ from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import Hooks, connect
 from natsmesh.dispatch import Dispatcher, Outcome, error_outcome
-from natsmesh.errors import Unavailable
+from natsmesh.errors import Cancelled, Unavailable
 from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucket
+from natsmesh.responder import Responder
 from natsmesh.services import ServiceStats, answer_service
 from natsmesh.specs import AgentSpec, ToolSpec
 from natsmesh.wire import PROTOCOL, AgentRecord, DependencyRecord, ToolRecord
@@ -92,6 +93,8 @@ class Runtime:
         self._subs: list[Any] = []
         self._control_subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: calls running, by reply subject (what a cancel names)
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._tasks_bg: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._accepting = False
@@ -189,6 +192,11 @@ class Runtime:
                     inst, cb=cb, pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES
                 )
             )
+        self._control_subs.append(
+            await nc.subscribe(
+                subjects.cancel_subject(self.instance_id, prefix), cb=self._on_cancel
+            )
+        )
         for verb in subjects.SERVICE_VERBS:
             for subject in subjects.service_subjects(verb, self.agent.name, self.instance_id):
                 self._control_subs.append(await nc.subscribe(subject, cb=self._on_service))
@@ -197,6 +205,7 @@ class Runtime:
     def _handler(self, dispatcher: Dispatcher) -> Any:
         loop = asyncio.get_running_loop()
         tasks = self._tasks
+        running = self._running
 
         async def on_request(msg: Msg) -> None:
             if not self._accepting or self._in_flight >= self.max_in_flight:
@@ -204,34 +213,67 @@ class Runtime:
                     "is stopping" if not self._accepting else "is at its limit of calls in flight"
                 )
                 outcome = error_outcome(Unavailable(f"{self.instance_id} {reason}"))
-                await self._reply(msg, outcome, dispatcher.spec.name, 0)
+                await self._reply(msg, outcome, dispatcher.spec.name, 0, None)
                 return
             self._in_flight += 1
             task = loop.create_task(self._serve(msg, dispatcher))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            if msg.reply:
+                running[msg.reply] = task
 
         return on_request
 
     async def _serve(self, msg: Msg, dispatcher: Dispatcher) -> None:
+        """Run one call and send its final reply; a cancelled call answers ``cancelled``."""
         started = time.perf_counter_ns()
+        task = asyncio.current_task()
+        assert self.client is not None
+        responder = Responder(
+            self.client.transport,
+            msg.reply,
+            self.instance_id,
+            msg.headers,
+            task,
+            self.client.transport.max_payload,
+        )
         try:
-            outcome = await dispatcher.serve(msg.data, msg.headers)
-            await self._reply(msg, outcome, dispatcher.spec.name, time.perf_counter_ns() - started)
+            try:
+                outcome = await dispatcher.serve(msg.data, msg.headers, responder)
+            except asyncio.CancelledError:
+                if task is not None:
+                    task.uncancel()
+                outcome = error_outcome(Cancelled(f"{dispatcher.spec.name} was cancelled"))
+            finally:
+                responder.stop()
+            elapsed = time.perf_counter_ns() - started
+            await self._reply(msg, outcome, dispatcher.spec.name, elapsed, responder)
         except Exception:
             log.exception("failed to answer a request for %s", dispatcher.spec.name)
         finally:
             self._in_flight -= 1
+            if msg.reply:
+                self._running.pop(msg.reply, None)
 
-    async def _reply(self, msg: Msg, outcome: Outcome, tool: str, elapsed_ns: int) -> None:
+    async def _reply(
+        self, msg: Msg, outcome: Outcome, tool: str, elapsed_ns: int, responder: Responder | None
+    ) -> None:
         self.stats.record(tool, elapsed_ns, outcome.error_type)
         if not msg.reply or self.nc is None:
             return
         hdrs = self._reply_headers
         if outcome.error_type:
             hdrs = {**hdrs, H.ERROR: outcome.error_type}
+        if responder is not None and responder.chunks:
+            hdrs = responder.final_headers(hdrs)
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, outcome.body, headers=hdrs)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        """A caller cancels a call: the body is the call's reply subject."""
+        task = self._running.get(msg.data.decode("utf-8", "replace"))
+        if task is not None:
+            task.cancel()
 
     async def _on_service(self, msg: Msg) -> None:
         body = answer_service(msg.subject, self)

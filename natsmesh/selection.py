@@ -91,6 +91,8 @@ class Candidate:
     score: int
     #: set when only some instances of the agent match: call this instance directly
     instance_id: str | None = None
+    #: the call protocol every matching instance speaks (the lowest of them)
+    protocol: int = 1
 
 
 def _tool_for(record: AgentRecord, capability: str) -> ToolRecord | None:
@@ -127,11 +129,15 @@ def select(
             continue
         if len(fitting) == len(instances):
             tool = fitting[0][1]
-            candidates.append(Candidate(agent, tool, sum(t in tool.tags for t in preferred)))
+            lowest = min(r.protocol for r, _ in fitting)
+            score = sum(t in tool.tags for t in preferred)
+            candidates.append(Candidate(agent, tool, score, protocol=lowest))
         else:
             for record, tool in fitting:
                 score = sum(t in tool.tags for t in preferred)
-                candidates.append(Candidate(agent, tool, score, record.instance_id))
+                candidates.append(
+                    Candidate(agent, tool, score, record.instance_id, protocol=record.protocol)
+                )
     (rng or random).shuffle(candidates)
     candidates.sort(key=lambda c: -c.score)
     return candidates

@@ -38,6 +38,11 @@ def inst_subject(instance_id: str, capability: str, prefix: str = DEFAULT_PREFIX
     return f"{prefix}.inst.{instance_id}.{capability}"
 
 
+def cancel_subject(instance_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Where callers ask one instance to cancel a call (the body is the call's reply subject)."""
+    return f"{prefix}.cancel.{instance_id}"
+
+
 def spans_subject(trace_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Where the finished spans of one trace are published."""
     return f"{prefix}.spans.{trace_id}"

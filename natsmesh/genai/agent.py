@@ -16,7 +16,8 @@ from natsmesh.genai.templates import render
 from natsmesh.selection import tags_match
 
 if TYPE_CHECKING:
-    from natsmesh.client import CallContext, MeshClient
+    from natsmesh.call_context import CallContext
+    from natsmesh.client import MeshClient
     from natsmesh.specs import LlmSpec
     from natsmesh.wire import ToolRecord
 

@@ -10,6 +10,7 @@ of a call's cost.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Mapping
@@ -25,39 +26,49 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from natsmesh import headers as H
+from natsmesh.errors import MeshError
 from natsmesh.tracing.context import parse_traceparent, random_id
 from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-    from natsmesh.client import CallContext
+    from natsmesh.call_context import CallContext
     from natsmesh.config import Settings
     from natsmesh.specs import DependencySpec
     from natsmesh.tracing.export import NatsSpanProcessor
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 class MeshSpan(Span):
-    """A recording span for one mesh call; published as a :class:`SpanMessage` on ``end``."""
+    """A recording span for one mesh call; published as a :class:`SpanMessage` on ``end``.
+
+    It keeps its parent's sampled flag and ``tracestate`` and forwards both; an unsampled
+    span is never exported.
+    """
 
     __slots__ = (
         "_context",
         "_ended",
         "_processor",
         "attrs",
+        "chunks",
         "events",
+        "first_chunk",
         "instance",
         "kind",
         "name",
         "parent_id",
+        "sampled",
         "service",
         "span_id",
         "start",
         "status",
         "status_message",
         "trace_id",
+        "tracestate",
     )
 
     def __init__(
@@ -75,26 +86,67 @@ class MeshSpan(Span):
         self.instance = instance
         self.name = name
         self.kind = kind
-        self.trace_id = parent.trace_id if parent is not None else random_id(128)
-        self.parent_id = parent.span_id if parent is not None else None
+        if parent is not None:
+            self.trace_id = parent.trace_id
+            self.parent_id: int | None = parent.span_id
+            self.sampled = parent.trace_flags.sampled
+            state = parent.trace_state
+            self.tracestate: str | None = state.to_header() if state else None
+        else:
+            self.trace_id = random_id(128)
+            self.parent_id = None
+            self.sampled = True
+            self.tracestate = None
         self.span_id = random_id(64)
         self.attrs = attrs
         self.events: list[SpanEvent] = []
         self.status = 0
         self.status_message = ""
         self.start = time.time_ns()
+        self.chunks = 0
+        self.first_chunk = 0
         self._ended = False
         self._context: SpanContext | None = None
 
     @property
     def traceparent(self) -> str:
         """The ``traceparent`` that makes a receiver this span's child."""
-        return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{'01' if self.sampled else '00'}"
+
+    @property
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
 
     def get_span_context(self) -> SpanContext:
         if self._context is None:
-            self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED)
+            self._context = SpanContext(
+                self.trace_id,
+                self.span_id,
+                False,
+                _SAMPLED if self.sampled else _UNSAMPLED,
+                TraceState.from_header([self.tracestate]) if self.tracestate else None,
+            )
         return self._context
+
+    def target(self, subject: str, agent: str, tool: str) -> None:
+        """Where a CLIENT span's call goes (set again on failover)."""
+        attrs = self.attrs
+        attrs["messaging.destination.name"] = subject
+        attrs["mesh.agent"] = agent
+        attrs["mesh.tool"] = tool
+
+    def reply(self, size: int, chunks: int = 0, first_chunk: int = 0) -> None:
+        """The final reply's body size and the chunks that came before it."""
+        self.attrs["mesh.reply.body.size"] = size
+        if chunks:
+            self.chunks = chunks
+            self.first_chunk = first_chunk
+
+    def chunk(self) -> None:
+        """Count one streamed chunk (the first one's time is kept)."""
+        self.chunks += 1
+        if self.chunks == 1:
+            self.first_chunk = time.time_ns()
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attrs[key] = list(value) if isinstance(value, tuple) else value
@@ -112,7 +164,7 @@ class MeshSpan(Span):
         self.name = name
 
     def is_recording(self) -> bool:
-        return not self._ended
+        return not self._ended and self.sampled
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if isinstance(status, Status):
@@ -139,12 +191,22 @@ class MeshSpan(Span):
         }
         self.add_event("exception", attrs, timestamp)
 
+    def fail(self, error_type: str, message: str) -> None:
+        """Mark the span failed with the error type of the envelope."""
+        self.attrs["error.type"] = error_type
+        self.set_status(Status(StatusCode.ERROR, message[:500]))
+
     def end(self, end_time: int | None = None) -> None:
         if self._ended:
             return
         self._ended = True
-        if self._processor is None:
+        if self._processor is None or not self.sampled:
             return
+        if self.chunks:
+            self.attrs["mesh.stream.chunks"] = self.chunks
+            self.attrs["mesh.stream.first_chunk_ms"] = round(
+                (self.first_chunk - self.start) / 1e6, 3
+            )
         self._processor.enqueue(
             SpanMessage(
                 trace_id=f"{self.trace_id:032x}",
@@ -164,6 +226,34 @@ class MeshSpan(Span):
         )
 
 
+class SpanScope:
+    """Owns one span from start to end: ``with tracing.client_scope(...) as span:``.
+
+    Leaving with a :class:`MeshError` fails the span with its type; with a cancellation,
+    ``cancelled``; with any other exception, its class name and an exception event.
+    """
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: MeshSpan) -> None:
+        self.span = span
+
+    def __enter__(self) -> MeshSpan:
+        return self.span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self.span
+        if exc is not None:
+            if isinstance(exc, MeshError):
+                span.fail(exc.type, exc.message)
+            elif isinstance(exc, asyncio.CancelledError):
+                span.fail("cancelled", "the call was cancelled")
+            else:
+                span.fail(type(exc).__name__, str(exc))
+                span.record_exception(exc)
+        span.end()
+
+
 def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
     """The caller's span context from its headers, or ``None``."""
     parent = parse_traceparent(traceparent)
@@ -178,6 +268,17 @@ def remote_parent(traceparent: str | None, tracestate: str | None = None) -> Spa
     )
 
 
+_global_provider: list[TracerProvider] = []
+
+
+def _make_global(provider: TracerProvider) -> None:
+    """The first agent of a process owns the global provider, so that spans tools make with
+    ``opentelemetry.trace.get_tracer(...)`` nest under the SERVER span and are exported."""
+    if not _global_provider:
+        _global_provider.append(provider)
+        trace.set_tracer_provider(provider)
+
+
 class Tracing:
     """One agent's tracing: its TracerProvider (for spans tools make) and the span export."""
 
@@ -187,6 +288,7 @@ class Tracing:
         if processor is not None:
             self.provider.add_span_processor(processor)
         self.processor = processor
+        _make_global(self.provider)
         self.tracer = self.provider.get_tracer("natsmesh")
         self.service = service
         self.instance = instance_id
@@ -215,6 +317,14 @@ class Tracing:
             self.processor, self.service, self.instance, name, SpanKind.SERVER, parent, dict(attrs)
         )
 
+    def server_scope(
+        self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any], size: int
+    ) -> SpanScope:
+        """The scope of a SERVER span (see :class:`SpanScope`)."""
+        span = self.start_server(name, headers, attrs)
+        span.attrs["messaging.message.body.size"] = size
+        return SpanScope(span)
+
     def start_client(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
         parent: SpanContext | None = None
@@ -240,6 +350,14 @@ class Tracing:
                 "mesh.caller": self.service,
             },
         )
+
+    def client_scope(
+        self, dep: DependencySpec, context: CallContext | None, size: int
+    ) -> SpanScope:
+        """The scope of a CLIENT span (see :class:`SpanScope`)."""
+        span = self.start_client(dep, context)
+        span.attrs["messaging.message.body.size"] = size
+        return SpanScope(span)
 
     @staticmethod
     def context_of(span: Span) -> Context:

@@ -14,7 +14,7 @@ class EchoAgent:
     pass
 
 
-@mesh.tool(capability="echo", tags=["test"])
+@mesh.tool(capability="echo", tags=["test"], idempotent=True)
 async def echo(text: str = "", delay: float = 0.0, size: int = 0) -> dict[str, Any]:
     if delay:
         await asyncio.sleep(delay)
