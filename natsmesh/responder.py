@@ -15,7 +15,7 @@ from typing import Any
 from natsmesh import headers as H
 from natsmesh import protocol, wire
 from natsmesh.errors import PayloadTooLarge, ToolTimeout
-from natsmesh.transport import NoResponders, Transport
+from natsmesh.transport import Inbox, NoResponders, Transport
 
 
 class Responder:
@@ -55,7 +55,7 @@ class Responder:
         self.wants_chunks = self.protocol2 and request_headers.get(H.STREAM) == "1"
         self._timer: asyncio.TimerHandle | None = None
         self._probe: asyncio.Task[None] | None = None
-        self._credit: asyncio.Future[Any] | None = None
+        self._credit: Inbox | None = None
         self._deadline_s = 0.0
         #: chunks sent so far
         self.chunks = 0
@@ -120,22 +120,22 @@ class Responder:
         if seq % protocol.CREDIT_WINDOW:
             await transport.publish(self.reply, body, hdrs)
             return
-        if self._credit is not None:
+        # this chunk asks for credit: its reply subject is our own inbox, answered in order
+        if self._credit is None:
+            self._credit = await transport.inbox()
+        else:
             await self._wait_credit(self._credit)
-        self._credit = asyncio.ensure_future(
-            transport.request(self.reply, body, max(self._deadline_s, 1.0), hdrs)
-        )
-        self._credit.add_done_callback(_consume_exception)
+        await transport.publish(self.reply, body, hdrs, reply=self._credit.subject)
 
-    async def _wait_credit(self, credit: asyncio.Future[Any]) -> None:
+    async def _wait_credit(self, inbox: Inbox) -> None:
+        """Wait for the answer to the previous credit request."""
         try:
-            answer = await credit
-        except NoResponders:
-            raise asyncio.CancelledError from None
+            answer = await inbox.get(max(self._deadline_s, 1.0))
         except TimeoutError:
             raise ToolTimeout("the caller stopped reading the stream until the deadline") from None
-        if answer.headers and answer.headers.get(H.KIND) == H.GONE:
-            raise asyncio.CancelledError
+        hdrs = getattr(answer, "headers", None) or {}
+        if hdrs.get(H.STATUS) == H.NO_RESPONDERS or hdrs.get(H.KIND) == H.GONE:
+            raise asyncio.CancelledError  # the caller is gone
 
     def final_headers(self, base: dict[str, str]) -> dict[str, str]:
         """The final reply's headers: ``base`` plus the chunk count of a stream."""
@@ -149,10 +149,5 @@ class Responder:
             self._timer.cancel()
         if self._probe is not None:
             self._probe.cancel()
-        if self._credit is not None and not self._credit.done():
-            self._credit.cancel()
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        if self._credit is not None:
+            self._credit.close()

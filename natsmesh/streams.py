@@ -1,9 +1,10 @@
 """Reading a streamed call: the bounded chunk queue and the :class:`CallStream` iterator.
 
 Flow control: a worker asks for credit every ``CREDIT_WINDOW`` chunks (that chunk comes
-as a request) and never has more than two windows unanswered. The queue answers at
-once while it holds at most one window, and otherwise when the reader has caught up,
-so a slow reader holds the worker's generator instead of filling memory.
+as a request) and waits for the previous credit before it asks again, so at most two
+windows are unanswered. The queue answers at once while it holds at most one window,
+otherwise when the reader has caught up: a reader that stops reading holds at most
+three windows of chunks, and the worker's generator is paused (until the deadline).
 """
 
 from __future__ import annotations

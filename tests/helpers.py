@@ -31,3 +31,22 @@ def provider(name: str, tags: list[str], version: str = "1.0.0") -> LoadedAgent:
         sys.modules["natsmesh_test_providers"] = module
         spec.loader.exec_module(module)
     return loaded(*sys.modules["natsmesh_test_providers"].provider(name, tags, version))
+
+
+async def eventually(predicate: Any, timeout: float, what: str = "condition") -> None:
+    """Wait until ``predicate()`` (sync or async) holds, checking every 20 ms; fail after
+    ``timeout`` seconds. A bounded wait on a condition, not a sleep."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
