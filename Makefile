@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/natsmesh start agents/ -d
 	$(BIN)/natsmesh list
-	$(BIN)/natsmesh call plan_trip '$(KYOTO)' --trace --timeout 120 | tee $(VENV)/demo-output.txt
+	$(BIN)/natsmesh call plan_trip '$(KYOTO)' --trace --stream --timeout 120 | tee $(VENV)/demo-output.txt
 	$(BIN)/natsmesh trace $$(sed -n 's/^Trace ID: //p' $(VENV)/demo-output.txt)
 	@echo
 	@echo "The mesh keeps running: try '$(BIN)/natsmesh list --tools', then '$(BIN)/natsmesh stop'."

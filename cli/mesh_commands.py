@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from typing import Any
 
 import typer
@@ -65,16 +63,6 @@ def list_command(
     asyncio.run(_with_mesh(go))
 
 
-def _parse_arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"ARGS is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", 2)
-    if not isinstance(value, dict):
-        fail(f"ARGS must be a JSON object of the tool's arguments, not {type(value).__name__}", 2)
-    return value
-
-
 def call_command(
     tool: str = typer.Argument(..., help="Tool name or capability."),
     args: str = typer.Argument("{}", help="The tool's arguments as a JSON object."),
@@ -84,78 +72,16 @@ def call_command(
     ),
     version: str = typer.Option(None, "--version", help="Version constraint, e.g. '>=1.0'."),
     trace: bool = typer.Option(False, "--trace", help="Record a trace and print its ID."),
+    stream: bool = typer.Option(
+        None,
+        "--stream/--no-stream",
+        help="Print a streaming tool's chunks as they come (default: on a terminal).",
+    ),
 ) -> None:
-    """Call a tool by name or capability and print its JSON result."""
-    arguments = _parse_arguments(args)
-    from natsmesh.client import CallContext
-    from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
+    """Call a tool by name or capability and print its JSON result (Ctrl-C cancels it)."""
+    from natsmesh_cli.calling import run_call
 
-    trace_id = new_trace_id() if trace else None
-    span_id = new_span_id() if trace else None
-    context = (
-        CallContext(traceparent=format_traceparent(trace_id, span_id))
-        if trace_id and span_id
-        else None
-    )
-
-    async def go(mesh: Any) -> None:
-        from natsmesh.errors import MeshError
-
-        started = time.time_ns()
-        error: MeshError | None = None
-        result: Any = None
-        try:
-            result = await mesh.call(
-                tool,
-                arguments,
-                tags=tags or None,
-                version=version,
-                timeout=timeout,
-                context=context,
-            )
-        except MeshError as exc:
-            error = exc
-        if trace_id and span_id:
-            await _publish_root_span(mesh, trace_id, span_id, tool, started, error)
-        if error is not None:
-            if trace_id:
-                print(f"Trace ID: {trace_id}")
-            fail(f"{error.type}: {error.message}")
-        print(
-            result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False)
-        )
-        if trace_id:
-            print(f"Trace ID: {trace_id}")
-
-    asyncio.run(_with_mesh(go))
-
-
-async def _publish_root_span(
-    mesh: Any, trace_id: str, span_id: str, tool: str, started: int, error: Any
-) -> None:
-    from natsmesh import subjects, wire
-
-    span = wire.SpanMessage(
-        trace_id=trace_id,
-        span_id=span_id,
-        name=f"call {tool}",
-        start=started,
-        end=time.time_ns(),
-        service="cli",
-        kind=2,
-        status=2 if error is not None else 0,
-        status_message=error.message if error is not None else "",
-        attrs={"messaging.system": "nats", "mesh.tool": tool}
-        | ({"error.type": error.type} if error is not None else {}),
-    )
-    try:
-        await mesh.nc.jetstream().publish(
-            subjects.spans_subject(trace_id, mesh.settings.prefix),
-            wire.encode_span(span),
-            timeout=2,
-        )
-    except Exception:
-        pass  # tracing never fails a call
+    run_call(tool, args, timeout=timeout, tags=tags, version=version, trace=trace, stream=stream)
 
 
 def status_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

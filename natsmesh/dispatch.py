@@ -20,6 +20,7 @@ from natsmesh.errors import (
     ToolError,
     ToolTimeout,
 )
+from natsmesh.final import Final
 from natsmesh.injection import MeshTool
 from natsmesh.selection import tags_match
 from natsmesh.specs import ToolSpec, llm_spec, parse_tags
@@ -204,6 +205,8 @@ class Dispatcher:
         chunks: list[Any] = []
         try:
             async for value in generator:
+                if isinstance(value, Final):
+                    return value.value
                 if span is not None:
                     span.chunk()
                 await responder.chunk(value)

@@ -6,6 +6,7 @@ Tier 2: flights, hotels, weather and places are tools the model calls as it need
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import natsmesh as mesh
@@ -33,9 +34,9 @@ class PlannerAgent:
     max_iterations=8,
 )
 @mesh.tool(
-    capability="plan_trip",
-    description="Plan a trip: flights, hotel, weather-aware sights, day by day",
-    tags=["planner", "travel"],
+    capability="trip_planning",
+    description="Plan a trip: flights, hotel, weather-aware sights, day by day (streams)",
+    tags=["planner", "travel", "llm"],
     dependencies=["user_preferences"],
     timeout=120,
 )
@@ -47,13 +48,16 @@ async def plan_trip(
     ctx: TripRequest | None = None,
     user_prefs: mesh.MeshTool | None = None,
     llm: mesh.LlmAgent | None = None,
-) -> str:
+) -> AsyncIterator[Any]:
+    """Stream the itinerary as the model writes it, with an event per tool call; the
+    collected result is the itinerary's text."""
     assert llm is not None
     prefs = await user_prefs(user_id=user_id) if user_prefs is not None else None
-    return await llm(
+    async for part in llm.stream(
         f"Plan my trip to {destination} for {dates} with a budget of {budget}.",
         context={"user_preferences": prefs},
-    )
+    ):
+        yield part
 
 
 if __name__ == "__main__":

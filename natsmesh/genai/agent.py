@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -88,14 +89,13 @@ class LlmAgent:
                         break
         return dict(sorted(found.items()))
 
-    async def __call__(
+    def _start(
         self,
         message: str | list[dict[str, Any]],
-        *,
-        context: dict[str, Any] | None = None,
-        **parameters: Any,
-    ) -> Any:
-        """Run the conversation to its answer; raises :class:`ToolError` past ``max_iterations``."""
+        context: dict[str, Any] | None,
+        parameters: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, ToolRecord]]:
+        """The first request of a conversation, and the tools the model may call."""
         system = self.system_prompt(context)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         if isinstance(message, str):
@@ -113,21 +113,68 @@ class LlmAgent:
             request["parameters"] = {**self._spec.parameters, **parameters}
         self.turns = []
         self.messages = messages
+        return request, records
+
+    async def __call__(
+        self,
+        message: str | list[dict[str, Any]],
+        *,
+        context: dict[str, Any] | None = None,
+        **parameters: Any,
+    ) -> Any:
+        """Run the conversation to its answer; raises :class:`ToolError` past ``max_iterations``."""
+        request, records = self._start(message, context, parameters)
         for _ in range(self._spec.max_iterations):
             turn = await self._complete(request)
             if not turn.tool_calls:
                 return self._finish(turn.content)
-            messages.append(_assistant_message(turn))
+            self.messages.append(_assistant_message(turn))
             results = await asyncio.gather(*(self._run_tool(c, records) for c in turn.tool_calls))
-            messages.extend(results)
-        raise ToolError(
+            self.messages.extend(results)
+        raise self._too_many()
+
+    async def stream(
+        self,
+        message: str | list[dict[str, Any]],
+        *,
+        context: dict[str, Any] | None = None,
+        **parameters: Any,
+    ) -> AsyncIterator[Any]:
+        """Run the conversation, yielding the model's text as it is written (``str``) and an
+        event (a dict) for each tool call it makes and each result, in every turn."""
+        request, records = self._start(message, context, parameters)
+        for _ in range(self._spec.max_iterations):
+            async with self._client.stream(
+                self._spec.provider, request, context=self._call
+            ) as parts:
+                async for part in parts:
+                    if isinstance(part, str):
+                        yield part
+            turn = self._turn(parts.result)
+            if not turn.tool_calls:
+                self._finish(turn.content)
+                return
+            self.messages.append(_assistant_message(turn))
+            for call in turn.tool_calls:
+                yield {"event": "tool_call", "tool": call.get("name"), "id": call.get("id")}
+            results = await asyncio.gather(*(self._run_tool(c, records) for c in turn.tool_calls))
+            for call, result in zip(turn.tool_calls, results, strict=True):
+                failed = result["content"].startswith('{"error"')
+                yield {"event": "tool_result", "tool": call.get("name"), "ok": not failed}
+            self.messages.extend(results)
+        raise self._too_many()
+
+    def _too_many(self) -> ToolError:
+        return ToolError(
             f"{self._tool_name}: the model was still calling tools after "
             f"max_iterations={self._spec.max_iterations} turns",
             {"max_iterations": self._spec.max_iterations},
         )
 
     async def _complete(self, request: dict[str, Any]) -> Turn:
-        reply = await self._client.call(self._spec.provider, request, context=self._call)
+        return self._turn(await self._client.call(self._spec.provider, request, context=self._call))
+
+    def _turn(self, reply: Any) -> Turn:
         try:
             turn = Turn(
                 content=reply.get("content") or "",

@@ -174,6 +174,14 @@ def complete(
     return _reply(text, [], prompt_tokens, "stop")
 
 
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` as the offline model streams it: word by word, spaces kept."""
+    return _PIECE.findall(text)
+
+
 def _reply(
     content: str, calls: list[dict[str, Any]], prompt_tokens: int, finish: str
 ) -> dict[str, Any]:

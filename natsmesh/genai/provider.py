@@ -9,10 +9,11 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from natsmesh.errors import ToolError, Unavailable
+from natsmesh.final import Final
 from natsmesh.genai import offline
 from natsmesh.specs import ProviderSpec
 
@@ -61,8 +62,11 @@ def resolve_model(spec: ProviderSpec) -> str:
 
 
 def prepare(spec: ProviderSpec, tool: str) -> str:
-    """Load litellm and pick the model before the first call; log the choice."""
+    """Load litellm (off the event loop: the runtime calls this in a thread) and pick the
+    model before the first call; log the choice."""
     model = resolve_model(spec)
+    if model != offline.MODEL:
+        _litellm()
     if model == offline.MODEL and not (spec.model_env and os.environ.get(spec.model_env)):
         keys = ", ".join(missing_keys(spec.model)) or "the API key"
         log.warning(
@@ -142,8 +146,9 @@ async def complete(
     tools: list[dict[str, Any]] | None = None,
     response_format: dict[str, Any] | None = None,
     parameters: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Complete one turn with the provider's model; record ``gen_ai.*`` on the current span."""
+) -> AsyncIterator[Any]:
+    """Complete one turn with the provider's model, streaming: the text as it comes (``str``
+    chunks), then ``Final(reply)``; records ``gen_ai.*`` on the current span."""
     from opentelemetry import trace
 
     model = resolve_model(spec)
@@ -153,23 +158,32 @@ async def complete(
     span.set_attribute("gen_ai.system", model.split("/", 1)[0] if "/" in model else model)
     if model == offline.MODEL:
         reply = offline.complete(messages, tools, response_format)
+        for piece in offline.pieces(reply["content"]):
+            yield piece
     else:
-        reply = await _litellm_complete(spec, model, messages, tools, response_format, parameters)
+        final: list[dict[str, Any]] = []
+        async for delta in _litellm_stream(
+            spec, model, messages, tools, response_format, parameters, final
+        ):
+            yield delta
+        reply = final[0]
     span.set_attribute("gen_ai.response.model", reply["model"])
     span.set_attribute("gen_ai.usage.input_tokens", reply["usage"]["input_tokens"])
     span.set_attribute("gen_ai.usage.output_tokens", reply["usage"]["output_tokens"])
     span.set_attribute("gen_ai.response.finish_reasons", [reply["finish_reason"]])
-    return reply
+    yield Final(reply)
 
 
-async def _litellm_complete(
+async def _litellm_stream(
     spec: ProviderSpec,
     model: str,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None,
     response_format: dict[str, Any] | None,
     parameters: dict[str, Any] | None,
-) -> dict[str, Any]:
+    final: list[dict[str, Any]],
+) -> AsyncIterator[str]:
+    """Stream one turn through litellm (usage included); the whole reply goes into ``final``."""
     litellm = _litellm()
     kwargs: dict[str, Any] = dict(spec.parameters)
     kwargs.update({k: v for k, v in (parameters or {}).items() if k in CALLER_PARAMETERS})
@@ -191,11 +205,25 @@ async def _litellm_complete(
         kwargs["tools"] = tools
     if response_format:
         kwargs["response_format"] = response_format
+    # litellm's mock loses tool calls when it streams: scripted tool-call turns do not stream
+    streaming = "mock_tool_calls" not in kwargs
+    if streaming:
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
     try:
         response = await litellm.acompletion(model=model, messages=messages, **kwargs)
+        if not streaming:
+            final.append(_reply(response))
+            return
+        chunks = []
+        async for chunk in response:
+            chunks.append(chunk)
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                yield delta
+        final.append(_reply(litellm.stream_chunk_builder(chunks, messages=messages)))
     except Exception as exc:
         raise _translate(exc, model, spec) from None
-    return _reply(response)
 
 
 def make_provider_function(func: Callable[..., Any], spec: ProviderSpec) -> Callable[..., Any]:
@@ -206,8 +234,9 @@ def make_provider_function(func: Callable[..., Any], spec: ProviderSpec) -> Call
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
         parameters: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return await complete(spec, messages, tools, response_format, parameters)
+    ) -> AsyncIterator[Any]:
+        async for part in complete(spec, messages, tools, response_format, parameters):
+            yield part
 
     provider.__name__ = func.__name__
     provider.__qualname__ = func.__qualname__

@@ -3,7 +3,10 @@ mock facilities (mock_response / mock_tool_calls); everything else is real."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from typing import Any
 
 import pytest
 
@@ -47,10 +50,18 @@ async def mesh_with(start_agents, settings: Settings, *agents):
 async def test_provider_round_trip_with_usage(start_agents, settings: Settings) -> None:
     await start_agents(llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO))
     async with connect(settings) as mesh:
-        reply = await mesh.call("llm", {"messages": [{"role": "user", "content": "hi"}]})
+        request = {"messages": [{"role": "user", "content": "hi"}]}
+        reply = await mesh.call("llm", request)
+        async with mesh.stream("llm", request) as parts:
+            tokens = [p async for p in parts]
     assert reply["content"] == "Hello from the scripted model"
-    assert reply["usage"] == {"input_tokens": 10, "output_tokens": 20}
-    assert reply["model"] == "claude-sonnet-4-5"
+    # the provider streams the text through litellm; the final reply is the whole turn
+    assert len(tokens) > 1 and "".join(tokens) == reply["content"]
+    assert parts.result == reply
+    # usage comes from the stream's usage chunk (litellm counts the mock's tokens)
+    assert set(reply["usage"]) == {"input_tokens", "output_tokens"}
+    assert reply["usage"]["input_tokens"] > 0 and reply["usage"]["output_tokens"] > 0
+    assert reply["model"].endswith("claude-sonnet-4-5")
     assert reply["finish_reason"] == "stop"
     assert reply["tool_calls"] == []
 
@@ -239,3 +250,62 @@ async def test_plan_trip_trace_shape_on_the_offline_model(start_agents, settings
     provider = next(s for s in spans if s.name == "claude_provider")
     assert provider.attrs["gen_ai.request.model"] == "offline"
     assert provider.attrs["gen_ai.usage.input_tokens"] > 0
+
+
+async def test_plan_trip_streams_its_itinerary_with_tool_events(
+    start_agents, settings: Settings
+) -> None:
+    await start_agents(
+        "user_prefs_agent",
+        "flight_agent",
+        "hotel_agent",
+        "weather_agent",
+        "poi_agent",
+        "claude_provider",
+        "planner_agent",
+    )
+    args = {"destination": "Kyoto", "dates": "June 1-5, 2026", "budget": "$2000"}
+    async with connect(settings) as mesh:
+        # the tutorial's capability and the tool name both reach the planner
+        assert mesh.view.resolve("plan_trip") == "trip_planning"
+
+        async def one() -> tuple[list[Any], Any, float, float]:
+            t0 = time.perf_counter()
+            first = 0.0
+            got: list[Any] = []
+            async with mesh.stream("trip_planning", args) as parts:
+                async for part in parts:
+                    if not got:
+                        first = time.perf_counter() - t0
+                    got.append(part)
+            return got, parts.result, first, time.perf_counter() - t0
+
+        runs = await asyncio.gather(*(one() for _ in range(8)))
+    for got, result, first, total in runs:
+        texts = [p for p in got if isinstance(p, str)]
+        events = [p for p in got if isinstance(p, dict)]
+        assert "".join(texts) == result, "chunks in order, none lost: they add up to the plan"
+        assert result.startswith("[offline model]") and "Kyoto" in result
+        assert len(texts) > 20, "the itinerary comes word by word"
+        called = sorted(e["tool"] for e in events if e["event"] == "tool_call")
+        assert called == ["flight_search", "get_weather", "hotel_search", "search_pois"]
+        assert [e["ok"] for e in events if e["event"] == "tool_result"] == [True] * 4
+        assert first < total
+
+
+async def test_a_streamed_call_records_first_chunk_and_count(
+    start_agents, settings: Settings
+) -> None:
+    await start_agents(llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO))
+    async with connect(settings, tracing=True) as mesh:
+        trace_id, root = new_trace_id(), new_span_id()
+        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        context = CallContext(traceparent=format_traceparent(trace_id, root))
+        async with mesh.stream(
+            "llm", {"messages": [{"role": "user", "content": "hi"}]}, context=context
+        ) as parts:
+            n = len([p async for p in parts])
+        spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(2)]
+    for span in spans:  # the caller's CLIENT span and the provider's SERVER span
+        assert span.attrs["mesh.stream.chunks"] == n
+        assert 0 <= span.attrs["mesh.stream.first_chunk_ms"] <= (span.end - span.start) / 1e6
