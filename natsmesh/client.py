@@ -233,6 +233,8 @@ class MeshClient:
             candidate = queue.pop(0)
             if candidate.instance_id in refused:
                 continue
+            if self.watchdog.frozen and candidate.instance_id is None:
+                candidate = self._around_frozen(candidate)
             subject = self._subject(dep.capability, candidate)
             hdrs[H.TOOL] = candidate.tool.name
             if span is not None:
@@ -275,6 +277,17 @@ class MeshClient:
         if candidate.instance_id:
             return subjects.inst_subject(candidate.instance_id, capability, prefix)
         return subjects.cap_subject(capability, candidate.agent, prefix)
+
+    def _around_frozen(self, candidate: Candidate) -> Candidate:
+        """While an instance of the agent is frozen NATS still delivers to it: pin the call
+        to one that is not (the watchdog keeps pinging the frozen one)."""
+        frozen = self.watchdog.avoid(candidate.agent)
+        if not frozen:
+            return candidate
+        others = [i for i in self._instances_of(candidate.agent) if i not in frozen]
+        if not others:
+            return candidate
+        return dataclasses.replace(candidate, instance_id=random.choice(others))
 
     def _siblings(self, candidate: Candidate, exclude: set[str]) -> list[Candidate]:
         ids = [i for i in self._instances_of(candidate.agent) if i not in exclude]
@@ -335,7 +348,11 @@ class MeshClient:
 
 def _outcome_unknown(lost: Lost, candidate: Candidate) -> Unavailable:
     what = lost.instance or f"an instance of {candidate.agent}"
-    how = "stopped" if lost.reason == "gone" else "stopped answering"
+    how = {
+        "gone": "stopped",
+        "frozen": "stopped answering",
+        "unanswered": f"did not acknowledge the call within {protocol.UNANSWERED_LIMIT:g} s",
+    }.get(lost.reason, lost.reason)
     when = "running" if lost.details.get("accepted") else "holding"
     return Unavailable(
         f"{what} {how} while {when} {candidate.tool.name}; its outcome is unknown",
@@ -351,7 +368,7 @@ def _outcome_unknown(lost: Lost, candidate: Candidate) -> Unavailable:
 def _resend_target(candidate: Candidate, lost: Lost) -> Candidate:
     """Where to send an idempotent call again: the queue group, unless an instance is
     frozen (NATS would still deliver to it), then one instance that answered its ping."""
-    if lost.reason == "gone":
+    if lost.reason == "gone":  # its subscriptions went with it: the queue group is safe
         return dataclasses.replace(candidate, instance_id=None)
     alive = [i for i in lost.alive if i not in (lost.details.get("suspects") or ())]
     if not alive:

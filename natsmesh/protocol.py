@@ -18,6 +18,10 @@ PROBE_AFTER = 1.0
 PROBE_INTERVAL = 1.0
 #: a worker asks for credit every this many chunks and has at most two windows unacknowledged
 CREDIT_WINDOW = 32
+#: a call that nobody accepted this long after it was sent, while every instance known to
+#: the caller answers its ping, is held by an instance the caller does not know (a frozen
+#: one whose registry entry expired): it is treated as lost
+UNANSWERED_LIMIT = 2.0
 #: how often an idempotent call is sent again after its instance was lost
 MAX_RESENDS = 3
 #: how long a caller that was cancelled before acceptance keeps listening for ``accepted``,
