@@ -134,8 +134,9 @@ class _Call:
         except MeshError as exc:
             error = exc
         except asyncio.CancelledError:
-            error = Cancelled("interrupted")
-            await self._root_span(mesh, started, error)
+            await self._root_span(mesh, started, Cancelled("interrupted"))
+            if self.trace_id:
+                print(f"Trace ID: {self.trace_id}", flush=True)
             raise
         await self._root_span(mesh, started, error)
         if error is not None:

@@ -137,7 +137,15 @@ class Conversation:
         return True
 
 
+#: cancels still looking for the instance to send them to (see :func:`settle`)
 _lingering: set[asyncio.Future[None]] = set()
+
+
+async def settle(timeout: float = protocol.CANCEL_LINGER) -> None:
+    """Wait (up to ``timeout``) until every cancel of this process has been sent: a process
+    that exits right after cancelling a call calls this before it closes its connection."""
+    if _lingering:
+        await asyncio.wait(set(_lingering), timeout=timeout)
 
 
 async def _linger(inbox: Inbox, transport: Transport, prefix: str) -> None:

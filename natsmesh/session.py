@@ -11,6 +11,7 @@ from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import Hooks
 from natsmesh.connection import connect as connect_nats
+from natsmesh.conversation import settle
 from natsmesh.registry import RegistryView, open_bucket
 
 
@@ -54,6 +55,7 @@ async def connect(
         try:
             yield client
         finally:
+            await settle()  # cancels sent after a cancellation reach their workers first
             if spans is not None:
                 await spans.stop()
             await view.stop()

@@ -167,10 +167,12 @@ async def test_nested_calls_are_cancelled_down_the_chain_and_spans_say_so(
         await mesh.view.wait_for(lambda v: len(v.records) == 2, timeout=5)
         task = asyncio.create_task(mesh.call("outer", {"seconds": 30, "marker": str(marker)}))
         await eventually(lambda: "started" in _read(marker), 5, "the inner tool to start")
+        t0 = time.monotonic()
         task.cancel()
         await eventually(
             lambda: {"cancelled", "outer-cancelled"} <= set(_read(marker)), 5, "both cancelled"
         )
+        assert time.monotonic() - t0 < 0.5, "explicit cancels down the chain, not probes"
         with pytest.raises(asyncio.CancelledError):
             await task
     # both SERVER spans end with error.type=cancelled
