@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "CallContext": "natsmesh.call_context",
+    "CallStream": "natsmesh.streams",
+    "Cancelled": "natsmesh.errors",
+    "Final": "natsmesh.final",
     "InvalidArguments": "natsmesh.errors",
     "LlmAgent": "natsmesh.genai.agent",
     "McpMeshTool": "natsmesh.injection",
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
     from natsmesh.config import Settings
     from natsmesh.decorators import agent, llm, llm_provider, tool
     from natsmesh.errors import (
+        Cancelled,
         InvalidArguments,
         MeshError,
         NoProvider,
@@ -67,9 +71,11 @@ if TYPE_CHECKING:
         ToolTimeout,
         Unavailable,
     )
+    from natsmesh.final import Final
     from natsmesh.genai.agent import LlmAgent
     from natsmesh.genai.context import MeshContextModel
     from natsmesh.injection import McpMeshTool, MeshTool
     from natsmesh.runtime import Runtime
     from natsmesh.session import connect
+    from natsmesh.streams import CallStream
     from natsmesh.worker import run
