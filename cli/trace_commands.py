@@ -15,7 +15,15 @@ def trace_command(
     trace_id: str = typer.Argument(..., help="The trace ID that `call --trace` printed."),
     as_json: bool = typer.Option(False, "--json", help="Print the raw spans as JSON."),
     retries: int = typer.Option(3, "--retries", help="Times to wait for late spans."),
-    tempo: str = typer.Option(None, "--tempo", help="Read the trace from Tempo at this URL."),
+    tempo: str = typer.Option(
+        None,
+        "--tempo",
+        envvar="TEMPO_URL",
+        help="Read the trace from Tempo at this URL (default $TEMPO_URL).",
+    ),
+    payloads: bool = typer.Option(
+        False, "--payloads", help="Show recorded request and reply payloads."
+    ),
 ) -> None:
     """Show the call tree of a trace: tool, agent, duration, ✓/✗."""
     from natsmesh import wire
@@ -30,7 +38,7 @@ def trace_command(
     if as_json:
         print_json([wire.to_builtins(s) for s in sorted(spans, key=lambda s: s.start)])
         return
-    print(tree.render(trace_id, spans))
+    print(tree.render(trace_id, spans, payloads=payloads))
 
 
 def _read_tempo(url: str, trace_id: str) -> list[Any]:

@@ -17,6 +17,7 @@ DEFAULT_MAX_IN_FLIGHT = 256
 DEFAULT_SPANS_MAX_AGE = 24 * 3600.0
 DEFAULT_SPANS_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_HOME = "~/.natsmesh"
+DEFAULT_TRACE_PAYLOAD_LIMIT = 1024
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -36,6 +37,9 @@ class Settings:
     #: replicas of the registry bucket and span stream (3 on a three-node cluster)
     replicas: int = 1
     tracing: bool = True
+    #: record request and reply payloads on SERVER spans (redacted, truncated)
+    trace_payloads: bool = False
+    trace_payload_limit: int = DEFAULT_TRACE_PAYLOAD_LIMIT
     timeout: float = DEFAULT_TIMEOUT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     home: str = DEFAULT_HOME
@@ -66,6 +70,10 @@ class Settings:
             "spans_max_bytes": int(e.get("NATSMESH_SPANS_MAX_BYTES", DEFAULT_SPANS_MAX_BYTES)),
             "replicas": int(e.get("NATSMESH_REPLICAS", 1)),
             "tracing": e.get("NATSMESH_TRACING", "true").lower() in _TRUE,
+            "trace_payloads": e.get("NATSMESH_TRACE_PAYLOADS", "").lower() in _TRUE,
+            "trace_payload_limit": int(
+                e.get("NATSMESH_TRACE_PAYLOAD_LIMIT", DEFAULT_TRACE_PAYLOAD_LIMIT)
+            ),
             "timeout": float(e.get("NATSMESH_TIMEOUT", DEFAULT_TIMEOUT)),
             "max_in_flight": int(e.get("NATSMESH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)),
             "home": e.get("NATSMESH_HOME", DEFAULT_HOME),
@@ -96,6 +104,8 @@ class Settings:
             "NATSMESH_SPANS_STREAM": self.spans_stream,
             "NATSMESH_REPLICAS": str(self.replicas),
             "NATSMESH_TRACING": "true" if self.tracing else "false",
+            "NATSMESH_TRACE_PAYLOADS": "true" if self.trace_payloads else "false",
+            "NATSMESH_TRACE_PAYLOAD_LIMIT": str(self.trace_payload_limit),
             "NATSMESH_TIMEOUT": str(self.timeout),
             "NATSMESH_MAX_IN_FLIGHT": str(self.max_in_flight),
         }

@@ -38,17 +38,23 @@ def _check_version(version: str, what: str) -> str:
 
 
 def agent(
-    name: str, *, version: str = "1.0.0", description: str = "", max_in_flight: int | None = None
+    name: str,
+    *,
+    version: str = "1.0.0",
+    description: str = "",
+    max_in_flight: int | None = None,
+    trace_payloads: bool = False,
 ) -> Callable[[C], C]:
     """Mark a class as the agent of its module: ``@mesh.agent(name="flight-agent")``.
 
-    The tools are the ``@mesh.tool`` functions of the same module.
+    The tools are the ``@mesh.tool`` functions of the same module. ``trace_payloads``
+    records request and reply payloads on its spans (redacted, truncated).
     """
     check_token(name, "agent name")
     _check_version(version, "agent")
     if max_in_flight is not None and max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
-    spec = AgentSpec(name, version, description, max_in_flight)
+    spec = AgentSpec(name, version, description, max_in_flight, trace_payloads)
 
     def decorate(cls: C) -> C:
         if not inspect.isclass(cls):

@@ -24,6 +24,7 @@ from natsmesh.final import Final
 from natsmesh.injection import MeshTool
 from natsmesh.selection import tags_match
 from natsmesh.specs import ToolSpec, llm_spec, parse_tags
+from natsmesh.tracing import payloads
 
 if TYPE_CHECKING:
     from natsmesh.client import MeshClient
@@ -72,8 +73,11 @@ class Dispatcher:
         tracing: Tracing | None,
         max_payload: int,
         debug: bool = False,
+        payload_limit: int | None = None,
     ) -> None:
         self.spec = spec
+        #: characters of payload recorded on spans; ``None``: payloads are not recorded
+        self.payload_limit = payload_limit
         self.client = client
         self.agent = agent
         self.tracing = tracing
@@ -98,10 +102,15 @@ class Dispatcher:
         if tracing is None:
             return await self._serve(data, hdrs, None, responder)
         with tracing.server_scope(self.spec.name, hdrs, self._attrs, len(data)) as span:
+            limit = self.payload_limit
+            if limit is not None:
+                span.attrs["mesh.request.payload"] = payloads.render(data, limit)
             outcome = await self._serve(data, hdrs, span, responder)
             if outcome.error is not None:
                 span.fail(outcome.error.type, outcome.error.message)
             span.attrs["mesh.reply.body.size"] = len(outcome.body)
+            if limit is not None:
+                span.attrs["mesh.reply.payload"] = payloads.render(outcome.body, limit)
             return outcome
 
     async def _serve(

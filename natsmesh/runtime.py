@@ -174,6 +174,9 @@ class Runtime:
                 self.tracing,
                 nc.max_payload,
                 self.settings.debug,
+                payload_limit=self.settings.trace_payload_limit
+                if self.settings.trace_payloads or self.agent.trace_payloads
+                else None,
             )
             cb = self._handler(dispatcher)
             cap = subjects.cap_subject(spec.capability, self.agent.name, prefix)

@@ -83,6 +83,8 @@ class AgentSpec:
     version: str = "1.0.0"
     description: str = ""
     max_in_flight: int | None = None
+    #: record request and reply payloads on this agent's SERVER spans
+    trace_payloads: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

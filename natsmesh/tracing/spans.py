@@ -1,7 +1,8 @@
 """Spans of mesh calls: CLIENT and SERVER spans that speak the OpenTelemetry API.
 
-Each agent runs an OpenTelemetry ``TracerProvider`` (resource ``service.name`` and
-``service.instance.id``) for the spans tools make themselves. The spans of mesh calls
+Spans that tools make themselves with the OpenTelemetry API go through the process's
+global ``TracerProvider``, which hands them to the exporter of the agent whose tool is
+running (``service.name`` and ``service.instance.id`` are the agent's). The spans of mesh calls
 are :class:`MeshSpan` objects: they implement the OpenTelemetry ``Span`` API, so they
 can be current and parent the SDK's spans, but they skip the SDK's per-span machinery
 and become a wire message directly when they end. That keeps tracing a small part
@@ -14,13 +15,13 @@ import asyncio
 import time
 import traceback
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
@@ -268,28 +269,41 @@ def remote_parent(traceparent: str | None, tracestate: str | None = None) -> Spa
     )
 
 
-_global_provider: list[TracerProvider] = []
+#: the span processor of the agent whose tool is running (set while it runs)
+_active: ContextVar[NatsSpanProcessor | None] = ContextVar("natsmesh_processor", default=None)
 
 
-def _make_global(provider: TracerProvider) -> None:
-    """The first agent of a process owns the global provider, so that spans tools make with
-    ``opentelemetry.trace.get_tracer(...)`` nest under the SERVER span and are exported."""
-    if not _global_provider:
-        _global_provider.append(provider)
-        trace.set_tracer_provider(provider)
+class _RouteToAgent(SpanProcessor):
+    """Hands a span made with the OpenTelemetry API to the exporter of the agent whose tool
+    made it (several agents may share a process: tests, ``natsmesh start`` in-process)."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        processor = _active.get()
+        if processor is not None:
+            processor.on_end(span)
+
+
+_global: list[TracerProvider] = []
+
+
+def install_global_provider() -> None:
+    """Make the process's global TracerProvider route to the running agent's exporter, so
+    that ``opentelemetry.trace.get_tracer(...)`` spans nest under the SERVER span and are
+    exported with it. Done once per process; a provider someone else installed is kept."""
+    if _global:
+        return
+    provider = TracerProvider()
+    provider.add_span_processor(_RouteToAgent())
+    _global.append(provider)
+    trace.set_tracer_provider(provider)
 
 
 class Tracing:
-    """One agent's tracing: its TracerProvider (for spans tools make) and the span export."""
+    """One agent's tracing: span scopes for its calls, and their export."""
 
     def __init__(self, service: str, instance_id: str, processor: NatsSpanProcessor | None) -> None:
-        resource = Resource.create({"service.name": service, "service.instance.id": instance_id})
-        self.provider = TracerProvider(resource=resource)
-        if processor is not None:
-            self.provider.add_span_processor(processor)
+        install_global_provider()
         self.processor = processor
-        _make_global(self.provider)
-        self.tracer = self.provider.get_tracer("natsmesh")
         self.service = service
         self.instance = instance_id
 
@@ -364,14 +378,15 @@ class Tracing:
         """An OpenTelemetry context in which ``span`` is current."""
         return trace.set_span_in_context(span)
 
-    @staticmethod
-    def attach(context: Context) -> object:
+    def attach(self, context: Context) -> object:
         """Make ``context`` current (while a tool runs); returns the token for :meth:`detach`."""
-        return otel_context.attach(context)
+        return otel_context.attach(context), _active.set(self.processor)
 
     @staticmethod
-    def detach(token: object) -> None:
-        otel_context.detach(token)  # type: ignore[arg-type]
+    def detach(token: Any) -> None:
+        otel_token, active_token = token
+        _active.reset(active_token)
+        otel_context.detach(otel_token)
 
     @staticmethod
     def fail(span: Span, error_type: str, message: str) -> None:

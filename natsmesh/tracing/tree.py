@@ -77,14 +77,20 @@ def _label(span: SpanMessage) -> str:
     return text
 
 
-def render(trace_id: str, spans: list[SpanMessage]) -> str:
-    """The text tree and the summary line."""
+def render(trace_id: str, spans: list[SpanMessage], payloads: bool = False) -> str:
+    """The text tree and the summary line; with ``payloads``, each span's recorded
+    request and reply under it."""
     roots = build(spans)
     lines = [f"Call Tree for trace {trace_id}"]
 
     def walk(node: Node, prefix: str, last: bool) -> None:
         lines.append(f"{prefix}{'└─ ' if last else '├─ '}{_label(node.span)}")
         child_prefix = prefix + ("   " if last else "│  ")
+        if payloads:
+            for key, name in (("mesh.request.payload", "args"), ("mesh.reply.payload", "reply")):
+                if key in node.span.attrs:
+                    bar = "│  " if node.children else "   "
+                    lines.append(f"{child_prefix}{bar}{name}: {node.span.attrs[key]}")
         for i, child in enumerate(node.children):
             walk(child, child_prefix, i == len(node.children) - 1)
 

@@ -70,3 +70,30 @@ async def quick(x: int = 0) -> int:
 
 if __name__ == "__main__":
     mesh.run()
+
+
+@mesh.tool(capability="login")
+async def login(user: str, password: str, note: str = "") -> dict[str, str]:
+    """Echo the user; the password must never reach a span."""
+    return {"user": user, "token": f"tok-{password[::-1]}", "note": note}
+
+
+@mesh.tool(capability="fails")
+async def fails(reason: str = "boom") -> None:
+    raise RuntimeError(reason)
+
+
+@mesh.tool(capability="inner_span")
+async def inner_span() -> str:
+    """Make a span with the OpenTelemetry API: it must nest under the SERVER span."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("talk").start_as_current_span("lookup") as span:
+        span.set_attribute("talk.step", 1)
+    return "done"
+
+
+@mesh.tool(capability="capped", timeout=0.2)
+async def capped(seconds: float = 5.0) -> str:
+    await asyncio.sleep(seconds)
+    return "too late"
