@@ -39,7 +39,7 @@ def run_call(
     and the tool streams. Exit codes: 0 ok, 1 mesh error, 2 bad input, 130 interrupted."""
     arguments = parse_arguments(args)
     if version is not None:
-        from natsmesh.selection import parse_constraint
+        from natsmesh.versions import parse_constraint
 
         try:
             parse_constraint(version)

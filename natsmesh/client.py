@@ -100,7 +100,7 @@ class MeshClient:
             dep = dependency(target)
         if tags or version:
             if version is not None:
-                from natsmesh.selection import parse_constraint
+                from natsmesh.versions import parse_constraint
 
                 parse_constraint(version)
             dep = dataclasses.replace(

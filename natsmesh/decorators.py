@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from natsmesh.injection import analyze
-from natsmesh.selection import parse_version
 from natsmesh.specs import (
     AGENT_ATTR,
     LLM_ATTR,
@@ -24,6 +23,7 @@ from natsmesh.specs import (
     tool_spec,
 )
 from natsmesh.subjects import check_token
+from natsmesh.versions import parse_version
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)

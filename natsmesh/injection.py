@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import types
 import typing
@@ -11,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from natsmesh.errors import InvalidArguments
 from natsmesh.genai.agent import LlmAgent
 from natsmesh.genai.context import MeshContextModel
+from natsmesh.signature import Signature
 from natsmesh.specs import DependencySpec
 
 if TYPE_CHECKING:
@@ -50,37 +49,6 @@ class MeshTool:
 
     def __repr__(self) -> str:
         return f"MeshTool({self.dependency.capability!r}, tags={list(self.dependency.tags)})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Signature:
-    """What a tool's signature says, worked out once."""
-
-    args_model: type[pydantic.BaseModel]
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any] | None
-    dependency_params: tuple[str, ...]
-    is_async: bool
-    #: the tool is an async generator: each value it yields is a streamed chunk
-    is_stream: bool = False
-    return_type: Any = None
-    llm_param: str | None = None
-    context_param: str | None = None
-    context_type: type[MeshContextModel] | None = None
-
-    def validate(self, body: bytes) -> dict[str, Any]:
-        """Validate a JSON request body; raises :class:`InvalidArguments` with the field errors."""
-        try:
-            model = self.args_model.model_validate_json(body or b"{}")
-        except pydantic.ValidationError as exc:
-            errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            fields = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "error": e["msg"]}
-                for e in errors
-            ]
-            summary = "; ".join(f"{f['field']}: {f['error']}" for f in fields[:5])
-            raise InvalidArguments(f"invalid arguments: {summary}", {"errors": fields}) from None
-        return dict(model.__dict__)
 
 
 def _unwrap_optional(annotation: Any) -> Any:

@@ -36,7 +36,7 @@ from natsmesh.dispatch import Dispatcher, Outcome, error_outcome
 from natsmesh.errors import Cancelled, Unavailable
 from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucket
 from natsmesh.responder import Responder
-from natsmesh.services import ServiceStats, answer_service
+from natsmesh.services import Endpoint, ServiceIdentity, ServiceResponder
 from natsmesh.specs import AgentSpec, ToolSpec
 from natsmesh.wire import PROTOCOL, AgentRecord, DependencyRecord, ToolRecord
 
@@ -98,7 +98,23 @@ class Runtime:
         self._tasks_bg: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._accepting = False
-        self.stats = ServiceStats()
+        self.services = ServiceResponder(
+            ServiceIdentity(
+                agent.name, self.instance_id, agent.version, agent.description, time.time()
+            ),
+            [
+                Endpoint(
+                    t.name,
+                    subjects.cap_subject(t.capability, agent.name, self.settings.prefix),
+                    subjects.queue_group(agent.name),
+                    t.capability,
+                    t.tags,
+                )
+                for t in self.tools
+            ],
+            self.extra_stats,
+        )
+        self.stats = self.services.stats
         self.started_at = time.time()
 
     @property
@@ -200,9 +216,7 @@ class Runtime:
                 subjects.cancel_subject(self.instance_id, prefix), cb=self._on_cancel
             )
         )
-        for verb in subjects.SERVICE_VERBS:
-            for subject in subjects.service_subjects(verb, self.agent.name, self.instance_id):
-                self._control_subs.append(await nc.subscribe(subject, cb=self._on_service))
+        await self.services.start(nc)
         self._accepting = True
 
     def _handler(self, dispatcher: Dispatcher) -> Any:
@@ -278,12 +292,6 @@ class Runtime:
         if task is not None:
             task.cancel()
 
-    async def _on_service(self, msg: Msg) -> None:
-        body = answer_service(msg.subject, self)
-        if body is not None and msg.reply and self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, body)
-
     async def _on_reconnect(self) -> None:
         # in the background: the connection's callback must not wait for JetStream
         task = asyncio.create_task(self._recover(), name="recover after reconnect")
@@ -328,6 +336,7 @@ class Runtime:
         for sub in self._control_subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        await self.services.stop()
         if self.tracing is not None:
             await self.tracing.stop()
         if self.view is not None:

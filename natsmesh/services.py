@@ -1,15 +1,18 @@
-"""The NATS services protocol (ADR-32): ``$SRV.PING``, ``$SRV.INFO`` and ``$SRV.STATS``."""
+"""The NATS services protocol (ADR-32): ``$SRV.PING``, ``$SRV.INFO`` and ``$SRV.STATS``.
+
+:class:`ServiceResponder` owns an instance's ``$SRV`` subscriptions and its request
+counters, the shape of nats.py's ``micro.Service``; the runtime builds one and feeds it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from natsmesh import subjects, wire
-
-if TYPE_CHECKING:
-    from natsmesh.runtime import Runtime
 
 PING_TYPE = "io.nats.micro.v1.ping_response"
 INFO_TYPE = "io.nats.micro.v1.info_response"
@@ -41,69 +44,122 @@ class ServiceStats:
             stats.last_error = error_type
 
 
-def _base(runtime: Runtime, kind: str) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "name": runtime.agent.name,
-        "id": runtime.instance_id,
-        "version": runtime.agent.version,
-        "metadata": {"natsmesh.runtime": "python"},
-    }
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One tool as the services protocol lists it."""
+
+    name: str
+    subject: str
+    queue_group: str
+    capability: str
+    tags: tuple[str, ...] = ()
 
 
-def info(runtime: Runtime) -> dict[str, Any]:
-    body = _base(runtime, INFO_TYPE)
-    body["description"] = runtime.agent.description
-    body["endpoints"] = [
-        {
-            "name": t.name,
-            "subject": subjects.cap_subject(
-                t.capability, runtime.agent.name, runtime.settings.prefix
-            ),
-            "queue_group": subjects.queue_group(runtime.agent.name),
-            "metadata": {"capability": t.capability, "tags": ",".join(t.tags)},
+@dataclasses.dataclass
+class ServiceIdentity:
+    """Who answers: the agent's name, instance id, version and description."""
+
+    name: str
+    instance_id: str
+    version: str
+    description: str
+    started_at: float
+
+
+class ServiceResponder:
+    """Answers ``$SRV.*`` for one instance; ``extra()`` adds figures to the STATS metadata."""
+
+    def __init__(
+        self,
+        identity: ServiceIdentity,
+        endpoints: Sequence[Endpoint],
+        extra: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.identity = identity
+        self.endpoints = list(endpoints)
+        self.stats = ServiceStats()
+        self._extra = extra
+        self._subs: list[Any] = []
+        self._nc: Any = None
+
+    async def start(self, nc: Any) -> None:
+        """Subscribe to the nine control subjects of this instance."""
+        self._nc = nc
+        ident = self.identity
+        for verb in subjects.SERVICE_VERBS:
+            for subject in subjects.service_subjects(verb, ident.name, ident.instance_id):
+                self._subs.append(await nc.subscribe(subject, cb=self._on_request))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    async def _on_request(self, msg: Any) -> None:
+        body = self.answer(msg.subject)
+        if body is not None and msg.reply and self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, body)
+
+    def answer(self, subject: str) -> bytes | None:
+        """The JSON answer to a ``$SRV.*`` request, or ``None`` for an unknown verb."""
+        verb = subject.split(".")[1] if subject.count(".") >= 1 else ""
+        if verb == "PING":
+            return wire.encode_json(self._base(PING_TYPE))
+        if verb == "INFO":
+            return wire.encode_json(self.info())
+        if verb == "STATS":
+            return wire.encode_json(self.stats_body())
+        return None
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        ident = self.identity
+        return {
+            "type": kind,
+            "name": ident.name,
+            "id": ident.instance_id,
+            "version": ident.version,
+            "metadata": {"natsmesh.runtime": "python"},
         }
-        for t in runtime.tools
-    ]
-    return body
 
-
-def stats(runtime: Runtime) -> dict[str, Any]:
-    body = _base(runtime, STATS_TYPE)
-    started = datetime.datetime.fromtimestamp(runtime.started_at, datetime.UTC)
-    body["started"] = started.isoformat().replace("+00:00", "Z")
-    endpoints = []
-    for t in runtime.tools:
-        s = runtime.stats.endpoints.get(t.name) or EndpointStats()
-        endpoints.append(
+    def info(self) -> dict[str, Any]:
+        body = self._base(INFO_TYPE)
+        body["description"] = self.identity.description
+        body["endpoints"] = [
             {
-                "name": t.name,
-                "subject": subjects.cap_subject(
-                    t.capability, runtime.agent.name, runtime.settings.prefix
-                ),
-                "queue_group": subjects.queue_group(runtime.agent.name),
-                "num_requests": s.num_requests,
-                "num_errors": s.num_errors,
-                "last_error": s.last_error,
-                "processing_time": s.processing_time,
-                "average_processing_time": s.processing_time // s.num_requests
-                if s.num_requests
-                else 0,
-                "data": None,
+                "name": e.name,
+                "subject": e.subject,
+                "queue_group": e.queue_group,
+                "metadata": {"capability": e.capability, "tags": ",".join(e.tags)},
             }
-        )
-    body["endpoints"] = endpoints
-    body["metadata"] = {**body["metadata"], **{k: str(v) for k, v in runtime.extra_stats().items()}}
-    return body
+            for e in self.endpoints
+        ]
+        return body
 
-
-def answer_service(subject: str, runtime: Runtime) -> bytes | None:
-    """The JSON answer to a ``$SRV.*`` request, or ``None`` for an unknown verb."""
-    verb = subject.split(".")[1] if subject.count(".") >= 1 else ""
-    if verb == "PING":
-        return wire.encode_json(_base(runtime, PING_TYPE))
-    if verb == "INFO":
-        return wire.encode_json(info(runtime))
-    if verb == "STATS":
-        return wire.encode_json(stats(runtime))
-    return None
+    def stats_body(self) -> dict[str, Any]:
+        body = self._base(STATS_TYPE)
+        started = datetime.datetime.fromtimestamp(self.identity.started_at, datetime.UTC)
+        body["started"] = started.isoformat().replace("+00:00", "Z")
+        endpoints = []
+        for e in self.endpoints:
+            s = self.stats.endpoints.get(e.name) or EndpointStats()
+            endpoints.append(
+                {
+                    "name": e.name,
+                    "subject": e.subject,
+                    "queue_group": e.queue_group,
+                    "num_requests": s.num_requests,
+                    "num_errors": s.num_errors,
+                    "last_error": s.last_error,
+                    "processing_time": s.processing_time,
+                    "average_processing_time": s.processing_time // s.num_requests
+                    if s.num_requests
+                    else 0,
+                    "data": None,
+                }
+            )
+        body["endpoints"] = endpoints
+        extra = {k: str(v) for k, v in self._extra().items()}
+        body["metadata"] = {**body["metadata"], **extra}
+        return body

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from natsmesh.subjects import check_token
 
 if TYPE_CHECKING:
-    from natsmesh.injection import Signature
+    from natsmesh.signature import Signature
 
 TOOL_ATTR = "__natsmesh_tool__"
 AGENT_ATTR = "__natsmesh_agent__"
@@ -64,7 +64,7 @@ def dependency(value: str | Mapping[str, Any] | DependencySpec) -> DependencySpe
             )
         version = value.get("version")
         if version is not None:
-            from natsmesh.selection import parse_constraint
+            from natsmesh.versions import parse_constraint
 
             parse_constraint(str(version))
         return DependencySpec(

@@ -22,13 +22,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from natsmesh import protocol, subjects
-from natsmesh.transport import NoResponders, Signal, Transport
-
-if TYPE_CHECKING:
-    from natsmesh.conversation import Conversation
+from natsmesh.transport import Inbox, NoResponders, Signal, Transport
 
 log = logging.getLogger("natsmesh.watchdog")
 
@@ -37,13 +34,23 @@ InstancesOf = Callable[[str], Iterable[str]]
 Pair = tuple[str, str]  # (agent, instance id)
 
 
+class Watched(Protocol):
+    """What the watchdog reads of a call (a :class:`~natsmesh.conversation.Watched`)."""
+
+    agent: str
+    instance: str | None
+    accepted_by: str | None
+    sent_at: float
+    inbox: Inbox
+
+
 class Watchdog:
     """One per client; runs only while some call needs watching."""
 
     def __init__(self, transport: Transport, instances_of: InstancesOf) -> None:
         self._transport = transport
         self._instances_of = instances_of
-        self._calls: set[Conversation] = set()
+        self._calls: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         #: newest ping result per instance: ("alive" | "gone" | "frozen", when it was sent)
@@ -53,14 +60,14 @@ class Watchdog:
         #: agent -> its instances now known to be frozen (callers route around them)
         self.frozen: dict[str, set[str]] = {}
 
-    def add(self, call: Conversation) -> None:
+    def add(self, call: Watched) -> None:
         """Watch ``call`` from now on; it is judged at once."""
         self._calls.add(call)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="watchdog")
 
-    def discard(self, call: Conversation) -> None:
+    def discard(self, call: Watched) -> None:
         self._calls.discard(call)
 
     async def stop(self) -> None:
@@ -81,7 +88,7 @@ class Watchdog:
                 async with asyncio.timeout(protocol.PING_INTERVAL):
                     await self._wake.wait()
 
-    def _suspects_of(self, call: Conversation) -> list[Pair]:
+    def _suspects_of(self, call: Watched) -> list[Pair]:
         if call.accepted_by:
             return [(call.agent, call.accepted_by)]
         if call.instance:
@@ -135,7 +142,7 @@ class Watchdog:
             self._last_ping[pair] = now
             self._pings[pair] = asyncio.get_running_loop().create_task(self._ping(pair))
 
-    def _signal(self, call: Conversation, suspects: list[Pair], lost: list[Pair]) -> None:
+    def _signal(self, call: Watched, suspects: list[Pair], lost: list[Pair]) -> None:
         states = {self._state[p][0] for p in lost}
         reason = "gone" if "gone" in states else ("frozen" if states else "unanswered")
         alive = [
