@@ -74,6 +74,10 @@ def _label(span: SpanMessage) -> str:
     tokens_out = span.attrs.get("gen_ai.usage.output_tokens")
     if tokens_in is not None or tokens_out is not None:
         text += f"   in {tokens_in or 0} out {tokens_out or 0} tokens"
+    chunks = span.attrs.get("mesh.stream.chunks")
+    if chunks:
+        first = span.attrs.get("mesh.stream.first_chunk_ms", 0)
+        text += f"   {chunks} chunks, first at {_ms(int(first * 1e6))}"
     return text
 
 

@@ -89,3 +89,10 @@ def test_tempo_json_becomes_span_messages() -> None:
     )
     assert s.attrs["gen_ai.usage.input_tokens"] == 12
     assert s.end - s.start == 3_000_000
+
+
+def test_a_stream_shows_its_chunks_and_first_chunk() -> None:
+    spans = [span("a" * 16, None, "plan_trip", "planner-agent", 1, 0, 50_000_000)]
+    spans[0].attrs.update({"mesh.stream.chunks": 412, "mesh.stream.first_chunk_ms": 12.5})
+    lines = tree.render("t" * 32, spans).splitlines()
+    assert lines[1].endswith("412 chunks, first at 12ms")
