@@ -34,18 +34,25 @@ def _load_all(paths: list[Path]) -> list[tuple[Path, str]]:
 
 
 async def _wait_registered(settings: Any, names: list[str], timeout: float) -> set[str]:
+    from natsmesh.errors import MeshError
     from natsmesh.session import connect
 
-    async with connect(settings, caller="cli", reconnect=False) as mesh:
+    try:
+        async with connect(settings, caller="cli", reconnect=False) as mesh:
+            return await _registered(mesh, names, timeout)
+    except MeshError as exc:
+        fail(f"{exc.message}; the agents were started, see `natsmesh logs AGENT`")
 
-        def ready(view: Any) -> bool:
-            return set(names) <= {r.name for r in view.records.values()}
 
-        try:
-            await mesh.view.wait_for(ready, timeout)
-        except TimeoutError:
-            pass
-        return {r.name for r in mesh.view.records.values()}
+async def _registered(mesh: Any, names: list[str], timeout: float) -> set[str]:
+    def ready(view: Any) -> bool:
+        return set(names) <= {r.name for r in view.records.values()}
+
+    try:
+        await mesh.view.wait_for(ready, timeout)
+    except TimeoutError:
+        pass
+    return {r.name for r in mesh.view.records.values()}
 
 
 def start_command(

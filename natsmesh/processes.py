@@ -48,16 +48,64 @@ def log_file(settings: Settings, agent: str) -> Path:
     return logs_dir(settings) / f"{agent}.log"
 
 
-def reachable(url: str, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections at a ``nats://host:port`` URL."""
+def probe(url: str, timeout: float = 1.0) -> str | None:
+    """What answers at a ``nats://host:port`` URL: ``"nats"`` (a server that sends its
+    ``INFO`` line), ``"other"`` (something that is not NATS), or ``None`` (nothing)."""
     parsed = urlparse(url if "://" in url else f"nats://{url}")
     try:
         with socket.create_connection(
             (parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout
-        ):
-            return True
+        ) as sock:
+            sock.settimeout(timeout)
+            try:
+                first = sock.recv(5)
+            except TimeoutError:
+                return "other"  # it accepts, but says nothing: an HTTP server, say
+            return "nats" if first.startswith(b"INFO") else "other"
     except OSError:
+        return None
+
+
+def reachable(url: str, timeout: float = 0.5) -> bool:
+    """True when a NATS server answers at a ``nats://host:port`` URL."""
+    return probe(url, timeout) == "nats"
+
+
+def process_identity(pid: int) -> tuple[int | None, str] | None:
+    """``(start time in clock ticks since boot, command line)`` of a running process, or
+    ``None`` when it is gone. A reused pid has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            started: int | None = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return started, cmdline
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, IndexError):  # no /proc (macOS): ask ps
+        try:
+            out = subprocess.run(
+                ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return (None, out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def same_process(record: dict[str, object], marker: str) -> bool:
+    """True when the process a pid file names is still the one we started: the pid runs,
+    its start time is the recorded one, and its command line contains ``marker``."""
+    pid = int(str(record["pid"]))
+    if not pid_alive(pid):
         return False
+    identity = process_identity(pid)
+    if identity is None:
+        return False
+    started, cmdline = identity
+    recorded = record.get("started")
+    if recorded is not None and started is not None and int(str(recorded)) != started:
+        return False
+    return marker in cmdline
 
 
 def ensure_nats(settings: Settings) -> str | None:
@@ -67,8 +115,14 @@ def ensure_nats(settings: Settings) -> str | None:
     Raises :class:`ServerError` when the URL is remote and unreachable.
     """
     urls = settings.servers()
-    if any(reachable(u) for u in urls):
+    answers = [probe(u) for u in urls]
+    if "nats" in answers:
         return None
+    if "other" in answers:
+        raise ServerError(
+            f"something answers at {settings.nats_url}, but it is not a NATS server: "
+            "point NATS_URL (or --server) at NATS"
+        )
     parsed = urlparse(urls[0] if "://" in urls[0] else f"nats://{urls[0]}")
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
     if host not in LOCAL_HOSTS:
@@ -77,8 +131,10 @@ def ensure_nats(settings: Settings) -> str | None:
     server = start_server(
         store, host=host, port=port, detach=True, log_file=logs_dir(settings) / "nats-server.log"
     )
+    identity = process_identity(server.pid)
     record = {
         "pid": server.pid,
+        "started": identity[0] if identity else None,
         "url": server.url,
         "monitor": server.monitor_url,
         "store": str(store),
@@ -96,12 +152,15 @@ def stop_embedded_server(settings: Settings) -> int | None:
     if not path.is_file():
         return None
     try:
-        pid = int(json.loads(path.read_text())["pid"])
-    except (ValueError, KeyError):
+        record = json.loads(path.read_text())
+        pid = int(record["pid"])
+    except (ValueError, KeyError, TypeError):
         path.unlink()
         return None
-    stop_pid(pid)
     path.unlink(missing_ok=True)
+    if not same_process(record, "nats-server"):
+        return None  # gone, or its pid now belongs to someone else: leave that one alone
+    stop_pid(pid)
     return pid
 
 
@@ -114,7 +173,7 @@ def embedded_server(settings: Settings) -> dict[str, str] | None:
         record = json.loads(path.read_text())
     except ValueError:
         return None
-    if not pid_alive(int(record["pid"])):
+    if not same_process(record, "nats-server"):
         return None
     record["healthy"] = str(healthy(record.get("monitor", "")))
     return record
@@ -146,21 +205,32 @@ def spawn_detached(settings: Settings, path: Path, agent: str) -> AgentProcess:
             start_new_session=True,
         )
     pid_file = pids_dir(settings) / f"{agent}.{proc.pid}.json"
-    pid_file.write_text(json.dumps({"pid": proc.pid, "agent": agent, "file": str(path.resolve())}))
+    identity = process_identity(proc.pid)
+    record = {
+        "pid": proc.pid,
+        "agent": agent,
+        "file": str(path.resolve()),
+        "started": identity[0] if identity else None,
+    }
+    pid_file.write_text(json.dumps(record))
     return AgentProcess(proc.pid, agent, str(path), pid_file)
 
 
 def detached_agents(settings: Settings, agent: str | None = None) -> list[AgentProcess]:
-    """The detached workers whose pid files say they run (stale files are removed)."""
+    """The detached workers whose pid files say they run (stale files are removed).
+
+    A pid file is stale when its pid is gone, or runs another process now (another start
+    time, or a command line that is not this agent's worker): pids are reused.
+    """
     out = []
     for pid_file in sorted(pids_dir(settings).glob("*.json")):
         try:
             record = json.loads(pid_file.read_text())
             proc = AgentProcess(int(record["pid"]), record["agent"], record["file"], pid_file)
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             pid_file.unlink(missing_ok=True)
             continue
-        if not pid_alive(proc.pid):
+        if not same_process(record, f"natsmesh.worker {proc.file}"):
             pid_file.unlink(missing_ok=True)
             continue
         if agent is None or proc.agent == agent:

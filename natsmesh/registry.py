@@ -10,16 +10,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from natsmesh import wire
 from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider
+from natsmesh.records import (
+    MAX_RECORD_BYTES,
+    RecordError,
+    decode_from_registry,
+    encode_for_registry,
+)
 from natsmesh.selection import Candidate, select
 from natsmesh.specs import DependencySpec
 from natsmesh.wire import AgentRecord
@@ -28,7 +32,8 @@ log = logging.getLogger("natsmesh.registry")
 
 
 async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = True) -> KeyValue:
-    """The registry bucket, created when missing (history 1, TTL, limit markers).
+    """The registry bucket, created when missing (history 1, TTL, limit markers, values of at
+    most ``MAX_RECORD_BYTES``, no rollup headers: see :func:`harden_bucket`).
 
     Creating a replicated bucket can fail until a new cluster has elected a leader,
     so creation is retried for a few seconds.
@@ -41,7 +46,7 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
             except BucketNotFoundError:
                 if not create:
                     raise
-            return await js.create_key_value(
+            kv = await js.create_key_value(
                 KeyValueConfig(
                     bucket=settings.registry_bucket,
                     description="natsmesh registry: one key per running agent instance",
@@ -49,8 +54,11 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
                     ttl=settings.registry_ttl,
                     limit_marker_ttl=max(1.0, settings.registry_ttl),
                     replicas=settings.replicas,
+                    max_value_size=MAX_RECORD_BYTES,
                 )
             )
+            await harden_bucket(js, settings)
+            return kv
         except BucketNotFoundError:
             raise
         except Exception as exc:
@@ -58,6 +66,23 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
                 raise
             log.debug("opening the registry bucket failed (%s); retrying", exc)
             await asyncio.sleep(0.2)
+
+
+async def harden_bucket(js: JetStreamContext, settings: Settings) -> bool:
+    """Refuse rollup headers and oversized values in the registry's stream; True if changed.
+
+    A put carrying ``Nats-Rollup: all`` would purge every other agent's entry, and a NATS
+    permission cannot look at headers: the stream itself must refuse rollups (the registry
+    never purges). Needs the right to update the stream (the admin; ``natsmesh setup``).
+    """
+    info = await js.stream_info(f"KV_{settings.registry_bucket}")
+    config = info.config
+    if not config.allow_rollup_hdrs and config.max_msg_size == MAX_RECORD_BYTES:
+        return False
+    config.allow_rollup_hdrs = False
+    config.max_msg_size = MAX_RECORD_BYTES
+    await js.update_stream(config)
+    return True
 
 
 async def bucket_ttl(kv: KeyValue, default: float) -> float:
@@ -73,9 +98,10 @@ class Registration:
     """Keeps one instance's key alive: put, heartbeat every third of the TTL, delete at stop."""
 
     def __init__(self, kv: KeyValue, key: str, record: AgentRecord, interval: float) -> None:
+        """Raises :class:`~natsmesh.records.RecordError` when the record is out of bounds."""
         self._kv = kv
         self.key = key
-        self._value = wire.encode_record(record)
+        self._value = encode_for_registry(record)
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -126,6 +152,8 @@ class RegistryView:
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._listeners: list[Callable[[], None]] = []
+        #: keys whose entries were refused, and why (each is warned about once)
+        self._rejected: dict[str, str] = {}
 
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after every change of the view; returns a function that
@@ -134,10 +162,23 @@ class RegistryView:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     async def start(self, timeout: float = 5.0) -> None:
-        """Start watching; returns once the current entries are loaded."""
+        """Start watching; returns once the current entries are loaded.
+
+        "Loaded" means the watcher has delivered every entry the bucket held when watching
+        began (up to the stream's last sequence, read first), not merely that nats-py sent
+        its end-of-initial-state marker: that marker is derived from a pending count and
+        can come before the entries when the bucket is busy.
+        """
         loaded = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(loaded), name="registry watcher")
+        target = await self._last_sequence()
+        self._task = asyncio.create_task(self._run(loaded, target), name="registry watcher")
         await asyncio.wait_for(asyncio.shield(loaded), timeout)
+
+    async def _last_sequence(self) -> int:
+        """The stream's last sequence when it holds messages, else 0."""
+        status = await self._kv.status()
+        state = status.stream_info.state
+        return int(state.last_seq or 0) if state.messages else 0
 
     async def restart(self, patience: float = 60.0) -> None:
         """Re-create the watcher (after a reconnect) and reconcile what was missed.
@@ -172,24 +213,54 @@ class RegistryView:
                 await self._watcher.stop()
             self._watcher = None
 
-    async def _run(self, loaded: asyncio.Future[None]) -> None:
+    async def _run(self, loaded: asyncio.Future[None], target: int) -> None:
+        # The watcher delivers in stream order, so once it has delivered sequence ``target``
+        # (the last one when watching began) it has delivered every entry older than that.
         watcher = self._watcher = await self._kv.watchall()
         seen: set[str] | None = set()
-        async for entry in watcher:
-            if entry is None:  # the initial state is complete: drop what left meanwhile
+        highest = 0
+        check: asyncio.Task[None] | None = None
+
+        def complete() -> None:
+            nonlocal seen
+            if seen is not None:  # the initial state is complete: drop what left meanwhile
+                for key in set(self.records) - seen:
+                    self._forget(key)
+                seen = None
+            if check is not None:
+                check.cancel()
+            self._bump()
+            if not loaded.done():
+                loaded.set_result(None)
+
+        async def recheck() -> None:
+            # the message at ``target`` may be removed before it is delivered (it expired):
+            # then the stream's first sequence moves past it, and nothing older is coming
+            while seen is not None:
+                await asyncio.sleep(0.25)
+                state = (await self._kv.status()).stream_info.state
+                if seen is not None and (not state.messages or state.first_seq > target):
+                    complete()
+
+        if target == 0:
+            complete()
+        else:
+            check = asyncio.create_task(recheck(), name="registry first load")
+        try:
+            async for entry in watcher:
+                if entry is None:  # nats-py's own end-of-initial-state marker: not trusted
+                    continue
+                highest = max(highest, entry.revision or 0)
                 if seen is not None:
-                    for key in set(self.records) - seen:
-                        self._forget(key)
-                    seen = None
-                self._bump()
-                if not loaded.done():
-                    loaded.set_result(None)
-                continue
-            if seen is not None:
-                seen.add(entry.key)
-            self._apply(entry)
-            if seen is None:
-                self._bump()
+                    seen.add(entry.key)
+                self._apply(entry)
+                if seen is None:
+                    self._bump()
+                elif highest >= target:
+                    complete()
+        finally:
+            if check is not None:
+                check.cancel()
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         key = entry.key
@@ -199,13 +270,17 @@ class RegistryView:
         self._revisions[key] = revision
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
             self._forget(key)
+            self._rejected.pop(key, None)
             return
         try:
-            self.records[key] = wire.decode_record(entry.value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("ignoring malformed registry entry %s: %s", key, exc)
+            self.records[key] = decode_from_registry(key, entry.value)
+        except RecordError as exc:
+            if self._rejected.get(key) != str(exc):  # once per key, not once per heartbeat
+                self._rejected[key] = str(exc)
+                log.warning("ignoring registry entry %s: %s", key, exc)
             self._forget(key)
             return
+        self._rejected.pop(key, None)
         created: Any = entry.created  # nats-py types it int; it is a datetime
         self.last_seen[key] = created.timestamp() if created is not None else time.time()
 
