@@ -7,7 +7,7 @@ import os
 import typer
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
-from natsmesh_cli.scaffold import permissions_command, scaffold_command
+from natsmesh_cli.scaffold import permissions_command, scaffold_command, setup_command
 from natsmesh_cli.trace_commands import collector_command, trace_command
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ app.command("status")(status_command)
 app.command("scaffold")(scaffold_command)
 app.command("collector")(collector_command)
 app.command("permissions")(permissions_command)
+app.command("setup")(setup_command)
 
 
 def main() -> None:

@@ -93,14 +93,46 @@ def scaffold_command(
 
 def permissions_command(
     paths: list[Path] = typer.Argument(..., help="Agent files, or folders of agents."),
+    max_responses: int = typer.Option(
+        10_000,
+        "--max-responses",
+        help="Messages a worker may send to one call's reply subject (chunks of the longest stream, plus a few).",
+    ),
+    response_expiry: str = typer.Option(
+        "5m",
+        "--response-expiry",
+        help="How long after a call its worker may still answer (longer than the longest call).",
+    ),
 ) -> None:
     """Print a nats-server config with least-privilege users for these agents."""
+    import re
+
     from natsmesh.config import Settings
     from natsmesh.loader import find_agent_files, load_file
-    from natsmesh.permissions import server_config
+    from natsmesh.permissions import Responses, server_config
 
+    if max_responses < 1:
+        fail("--max-responses is at least 1", 2)
+    if not re.fullmatch(r"[0-9]+(ms|s|m|h)", response_expiry):
+        fail("--response-expiry is a duration such as 90s, 5m or 1h", 2)
     try:
         agents = [load_file(f) for p in paths for f in find_agent_files(p)]
     except Exception as exc:
         fail(str(exc))
-    print(server_config(agents, Settings.from_env()), end="")
+    responses = Responses(max_responses, response_expiry)
+    print(server_config(agents, Settings.from_env(), responses), end="")
+
+
+def setup_command() -> None:
+    """Create the registry bucket and the span stream (run once, as admin, on a secure server)."""
+    import asyncio
+
+    from natsmesh.config import Settings
+    from natsmesh.errors import MeshError
+    from natsmesh.setup import setup
+
+    try:
+        for line in asyncio.run(setup(Settings.from_env())):
+            print(line)
+    except MeshError as exc:
+        fail(exc.message)

@@ -7,7 +7,14 @@ import socket
 import time
 from pathlib import Path
 
-from natsmesh.server import RunningServer, ServerError, healthy, start_server
+from natsmesh.server import (
+    PING_INTERVAL,
+    PING_MAX,
+    RunningServer,
+    ServerError,
+    healthy,
+    start_server,
+)
 
 
 def free_port() -> int:
@@ -25,6 +32,7 @@ def node_config(
     return (
         f'server_name: "{name}"\n'
         f'listen: "127.0.0.1:{client}"\n'
+        f'ping_interval: "{PING_INTERVAL}"\nping_max: {PING_MAX}\n'
         f'jetstream {{ store_dir: "{store}" }}\n'
         f'cluster {{\n  name: "{cluster}"\n  listen: "127.0.0.1:{route}"\n  routes: [{route_urls}]\n}}\n'
     )

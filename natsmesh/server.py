@@ -14,6 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+#: the server pings each client every ``PING_INTERVAL`` and drops one that leaves more than
+#: ``PING_MAX`` unanswered: a frozen (SIGSTOPped) process is disconnected within 15 s
+PING_INTERVAL = "3s"
+PING_MAX = 2
+
 
 class ServerError(RuntimeError):
     """nats-server could not be found or started."""
@@ -126,6 +131,9 @@ def start_server(
     if config_file is not None:
         args += ["-c", str(config_file)]
     else:
+        defaults = store_dir / "natsmesh-server.conf"
+        defaults.write_text(f'ping_interval: "{PING_INTERVAL}"\nping_max: {PING_MAX}\n')
+        args += ["-c", str(defaults)]
         args += ["-a", host, "-p", str(port), "-js", "-sd", str(store_dir / "js")]
     args += ["-m", "-1", "--ports_file_dir", str(ports_dir), *extra_args]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

@@ -25,7 +25,7 @@ from tests.conftest import AGENTS, agent_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "nats-secure.conf"
-USERS = ["admin", "cli", "collector", "flight-agent", "user-prefs-agent", "hotel-agent", "weather-agent",
+USERS = ["admin", "cli", "gateway", "collector", "flight-agent", "user-prefs-agent", "hotel-agent", "weather-agent",
          "poi-agent", "planner-agent", "claude-provider", "openai-provider"]  # fmt: skip
 SECRET_KEY = "sk-ant-test-0123456789abcdefSECRET"
 
