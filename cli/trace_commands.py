@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from typing import Any
@@ -114,11 +115,28 @@ def collector_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        nc = await connect(settings, "natsmesh collector")
+        # Ctrl-C while NATS is still unreachable ends the wait for it, quietly
+        connecting = asyncio.ensure_future(connect(settings, "natsmesh collector"))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            print("collector: stopped before NATS was reached", flush=True)
+            return
+        stopping.cancel()
+        nc = connecting.result()
         print(f"collector: {settings.spans_stream} -> {endpoint} ({protocol})", flush=True)
         try:
             await Collector(nc, settings, sender, batch).run(stop)
         finally:
-            await nc.drain()
+            # after Ctrl-C nobody waits for a reconnect: drain when connected, else close
+            if nc.is_connected:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(nc.drain(), 5)
+            if not nc.is_closed:
+                await nc.close()
+        print("collector: stopped", flush=True)
 
     asyncio.run(go())

@@ -103,8 +103,10 @@ def check_record(record: AgentRecord) -> None:
         _check(len(tool.dependencies) <= MAX_ITEMS, f"{where}: more than {MAX_ITEMS} dependencies")
         for dep in tool.dependencies:
             _token(dep.capability, f"{where}: dependency capability")
+            _check(
+                all(t for t in dep.tags), f"{where}: dependency {dep.capability!r}: an empty tag"
+            )
             try:
-                _check(all(t for t in dep.tags), f"{where}: an empty dependency tag")
                 parse_tags(dep.tags)
                 if dep.version is not None:
                     _check(len(dep.version) <= MAX_TEXT, f"{where}: dependency version too long")
