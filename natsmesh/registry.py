@@ -32,8 +32,8 @@ log = logging.getLogger("natsmesh.registry")
 
 
 async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = True) -> KeyValue:
-    """The registry bucket, created when missing (history 1, TTL, limit markers, values of at
-    most ``MAX_RECORD_BYTES``, no rollup headers: see :func:`harden_bucket`).
+    """The registry bucket, created when missing (history 1, TTL, values of at most
+    ``MAX_RECORD_BYTES``, no rollups nor purges: see :func:`harden_bucket`).
 
     Creating a replicated bucket can fail until a new cluster has elected a leader,
     so creation is retried for a few seconds.
@@ -52,7 +52,6 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
                     description="natsmesh registry: one key per running agent instance",
                     history=1,
                     ttl=settings.registry_ttl,
-                    limit_marker_ttl=max(1.0, settings.registry_ttl),
                     replicas=settings.replicas,
                     max_value_size=MAX_RECORD_BYTES,
                 )
@@ -69,17 +68,28 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
 
 
 async def harden_bucket(js: JetStreamContext, settings: Settings) -> bool:
-    """Refuse rollup headers and oversized values in the registry's stream; True if changed.
+    """Make the registry's stream refuse rollups, purges and oversized values; True if it
+    changed anything.
 
-    A put carrying ``Nats-Rollup: all`` would purge every other agent's entry, and a NATS
-    permission cannot look at headers: the stream itself must refuse rollups (the registry
-    never purges). Needs the right to update the stream (the admin; ``natsmesh setup``).
+    A put carrying ``Nats-Rollup: all`` to an agent's own key would purge every other
+    agent's entry, and a NATS permission cannot look at headers: the stream itself must
+    refuse rollups. nats-server requires rollups for subject delete markers ("limit
+    markers"), so the bucket has none: views expire silent entries themselves
+    (:class:`RegistryView`). Needs the right to update the stream (the admin; ``natsmesh
+    setup``).
     """
     info = await js.stream_info(f"KV_{settings.registry_bucket}")
     config = info.config
-    if not config.allow_rollup_hdrs and config.max_msg_size == MAX_RECORD_BYTES:
+    if (
+        not config.allow_rollup_hdrs
+        and config.deny_purge
+        and not config.subject_delete_marker_ttl
+        and config.max_msg_size == MAX_RECORD_BYTES
+    ):
         return False
     config.allow_rollup_hdrs = False
+    config.deny_purge = True
+    config.subject_delete_marker_ttl = None
     config.max_msg_size = MAX_RECORD_BYTES
     await js.update_stream(config)
     return True
@@ -138,7 +148,10 @@ class RegistryView:
     """A live in-memory copy of the registry, fed by one KV watcher.
 
     The call path reads memory only. Entries are applied by revision, and the
-    watcher is re-created after a reconnect (its consumer may be gone).
+    watcher is re-created after a reconnect (its consumer may be gone). An entry that
+    is not refreshed within the bucket's TTL leaves the view (the server expires it too,
+    but without a marker: the bucket refuses rollups, which markers need). Entries that
+    break a rule (:mod:`natsmesh.records`) are skipped with one warning per key.
     """
 
     def __init__(self, kv: KeyValue) -> None:
@@ -154,6 +167,11 @@ class RegistryView:
         self._listeners: list[Callable[[], None]] = []
         #: keys whose entries were refused, and why (each is warned about once)
         self._rejected: dict[str, str] = {}
+        #: when each entry expires (monotonic seconds), unless refreshed first
+        self._expires: dict[str, float] = {}
+        self._ttl = 0.0
+        self._initial = True
+        self._sweeper: asyncio.Task[None] | None = None
 
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after every change of the view; returns a function that
@@ -170,15 +188,26 @@ class RegistryView:
         can come before the entries when the bucket is busy.
         """
         loaded = asyncio.get_running_loop().create_future()
-        target = await self._last_sequence()
+        status = await self._kv.status()
+        self._ttl = float(status.ttl or 0)
+        state = status.stream_info.state
+        target = int(state.last_seq or 0) if state.messages else 0
+        self._initial = True
         self._task = asyncio.create_task(self._run(loaded, target), name="registry watcher")
+        if self._ttl and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="registry expiry")
         await asyncio.wait_for(asyncio.shield(loaded), timeout)
 
-    async def _last_sequence(self) -> int:
-        """The stream's last sequence when it holds messages, else 0."""
-        status = await self._kv.status()
-        state = status.stream_info.state
-        return int(state.last_seq or 0) if state.messages else 0
+    async def _sweep(self) -> None:
+        """Forget entries whose agent stopped heartbeating (no refresh within the TTL)."""
+        while True:
+            await asyncio.sleep(min(1.0, self._ttl / 4))
+            now = time.monotonic()
+            gone = [key for key, deadline in self._expires.items() if deadline < now]
+            for key in gone:
+                self._forget(key)
+            if gone:
+                self._bump()
 
     async def restart(self, patience: float = 60.0) -> None:
         """Re-create the watcher (after a reconnect) and reconcile what was missed.
@@ -203,6 +232,11 @@ class RegistryView:
                 delay = min(delay * 2, 1.0)
 
     async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sweeper
+            self._sweeper = None
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -223,6 +257,7 @@ class RegistryView:
 
         def complete() -> None:
             nonlocal seen
+            self._initial = False
             if seen is not None:  # the initial state is complete: drop what left meanwhile
                 for key in set(self.records) - seen:
                     self._forget(key)
@@ -282,11 +317,19 @@ class RegistryView:
             return
         self._rejected.pop(key, None)
         created: Any = entry.created  # nats-py types it int; it is a datetime
-        self.last_seen[key] = created.timestamp() if created is not None else time.time()
+        now = time.time()
+        written = created.timestamp() if created is not None else now
+        self.last_seen[key] = written
+        if self._ttl:
+            # live updates were just written; an entry of the initial state may be older
+            # (its age comes from the server's clock, so it is clamped to the TTL)
+            age = min(max(now - written, 0.0), self._ttl) if self._initial else 0.0
+            self._expires[key] = time.monotonic() + self._ttl - age
 
     def _forget(self, key: str) -> None:
         self.records.pop(key, None)
         self.last_seen.pop(key, None)
+        self._expires.pop(key, None)
 
     def _bump(self) -> None:
         self._cache.clear()
