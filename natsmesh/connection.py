@@ -148,6 +148,10 @@ async def connect(
     async def error_cb(exc: Exception) -> None:
         # nats-py reports every failed (re)connect attempt here: warn once, then stay quiet
         nonlocal warned
+        if "permissions violation" in str(exc).lower():
+            # the connection stays up: a subscription or publish the server refused
+            log.warning("NATS refused: %s (see `natsmesh permissions`)", exc)
+            return
         last_error[:] = [exc]
         if not warned and reconnect:
             log.warning(

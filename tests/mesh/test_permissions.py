@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import nats.js.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+import natsmesh as mesh
 from natsmesh import wire
 from natsmesh.config import Settings
 from natsmesh.loader import load_file
@@ -26,6 +27,7 @@ from natsmesh.session import connect
 from natsmesh.tracing.collector import Collector
 from natsmesh.wire import AgentRecord, ToolRecord
 from tests.conftest import agent_file
+from tests.helpers import loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "nats-secure.conf"
@@ -251,7 +253,51 @@ async def test_a_worker_may_send_several_messages_per_call(secure) -> None:
         await worker.nc.close()
 
 
-async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(secure, agents) -> None:
+@mesh.agent(name="weather-agent")
+class StreamingWeather:
+    """An agent that runs as the weather-agent user, with a streaming tool."""
+
+
+STOPPED = asyncio.Event()
+
+
+@mesh.tool(capability="weather_forecast")
+async def forecast_parts(n: int, delay: float = 0.0) -> AsyncIterator[int]:
+    try:
+        for i in range(n):
+            if delay:
+                await asyncio.sleep(delay)
+            yield i
+    finally:
+        STOPPED.set()
+
+
+async def test_streams_and_cancels_under_the_generated_config(
+    secure, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = loaded(StreamingWeather, forecast_parts)
+    rt = Runtime(spec.agent, spec.tools, as_user(secure, "weather-agent"))
+    await rt.start()
+    try:
+        async with connect(as_user(secure, "planner-agent")) as planner:
+            await planner.view.wait_for(lambda v: v.has("weather_forecast"), 5)
+            async with planner.stream("weather_forecast", {"n": 3000}) as parts:
+                got = [part async for part in parts]
+            assert got == list(range(3000)), "every chunk of a long stream arrives"
+            STOPPED.clear()
+            async with planner.stream("weather_forecast", {"n": 1000, "delay": 0.05}) as parts:
+                async for part in parts:
+                    if part == 2:
+                        break  # leaving the block cancels the call on the worker
+            await asyncio.wait_for(STOPPED.wait(), 5)
+    finally:
+        await rt.stop(grace=1)
+    assert "NATS refused" not in caplog.text, "the mesh needs no right the config lacks"
+
+
+async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(
+    secure, agents, caplog: pytest.LogCaptureFixture
+) -> None:
     async with connect(as_user(secure, "gateway")) as gateway:
         await gateway.view.wait_for(lambda v: len(v.records) >= 2, 5)
         result = await gateway.call("flight_search", FLIGHT)
@@ -296,3 +342,4 @@ async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(secure, agent
         await task
         await nc.close()
     assert collector.failures == 0
+    assert "NATS refused" not in caplog.text, "the mesh needs no right the config lacks"
