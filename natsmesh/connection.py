@@ -90,13 +90,11 @@ class MeshConnection(NATS):
 
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:  # type: ignore[override]
         server = self._current_server
-        if (
-            initial_connection
-            and server is not None
-            and server.uri.scheme == "tls"
-            and not info.get("tls_required")
-        ):
-            raise TLSRequired()
+        if initial_connection and server is not None and server.uri.scheme == "tls":
+            if info.get("tls_available"):  # TLS is optional there: nats-py upgrades only
+                info["tls_required"] = True  # when it is required, so say it is
+            if not info.get("tls_required"):
+                raise TLSRequired()
         await super()._process_info(info, initial_connection)
 
 

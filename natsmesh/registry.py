@@ -67,6 +67,12 @@ async def open_bucket(js: JetStreamContext, settings: Settings, create: bool = T
             await asyncio.sleep(0.2)
 
 
+def check_registrable(record: AgentRecord) -> None:
+    """Raise :class:`~natsmesh.records.RecordError` (a ``ValueError`` that says what to
+    change) when ``record`` is too large or breaks a rule: call it before serving."""
+    encode_for_registry(record)
+
+
 async def harden_bucket(js: JetStreamContext, settings: Settings) -> bool:
     """Make the registry's stream refuse rollups, purges and oversized values; True if it
     changed anything.

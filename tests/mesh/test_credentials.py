@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -131,3 +132,46 @@ def test_a_missing_key_file_is_one_line(tmp_path: Path, missing: str) -> None:
     out = cli_list("nats://127.0.0.1:1", flag, str(tmp_path / "nope"))
     assert out.returncode == 1
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 (openssl)."""
+    ca_key, ca, key, csr, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem")
+    )
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "1", "-subj", "/CN=natsmesh test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+         "-days", "1", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+@pytest.mark.parametrize("optional", [False, True])
+async def test_tls_url_talks_tls(tmp_path: Path, optional: bool) -> None:
+    """tls:// works against a TLS server, also one where TLS is optional (it upgrades)."""
+    ca, cert, key = _certificates(tmp_path)
+    config = tmp_path / "tls.conf"
+    config.write_text(
+        f'tls {{ cert_file: "{cert}", key_file: "{key}" }}\n'
+        + ("allow_non_tls: true\n" if optional else "")
+        + f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
+    server = start_server(
+        tmp_path / "s", config_file=config, extra_args=("-a", "127.0.0.1", "-p", "-1")
+    )
+    port = server.url.rsplit(":", 1)[1]
+    try:
+        settings = Settings(nats_url=f"tls://127.0.0.1:{port}", tls_ca=str(ca))
+        async with connect(settings) as mesh:
+            assert mesh.nc._transport is not None
+            ssl_object = mesh.nc._transport._io_writer.get_extra_info("ssl_object")  # type: ignore[attr-defined]
+            assert ssl_object is not None, "the connection is encrypted"
+    finally:
+        server.stop()
