@@ -82,7 +82,7 @@ def test_bad_records_do_not_break_list(tmp_path: Path, nats_server: RunningServe
     from natsmesh.registry import open_bucket
     from tests.conftest import mesh_settings
 
-    settings = mesh_settings(nats_server.url)
+    settings = mesh_settings(nats_server.url, registry_ttl=120.0)  # no heartbeats here
     good = wire.AgentRecord("ok", "ok-1", "1.0.0", "", "h", 1, 1.0, (wire.ToolRecord("ok", "ok"),))
     bad_tag = {"capability": "y", "tags": [""]}
     bad_version = {"capability": "y", "version": "garbage"}
