@@ -109,6 +109,9 @@ async def status(client: MeshClient) -> dict[str, Any]:
     stats = await service_stats(client)
     dropped = sum(int(s.get("metadata", {}).get("spans_dropped", 0)) for s in stats)
     failed = sum(int(s.get("metadata", {}).get("spans_failed", 0)) for s in stats)
+    # frames the agents' connections refused (malformed, or JetStream deliveries onto
+    # mesh subjects): see natsmesh.connection.dropped_messages
+    refused = sum(int(s.get("metadata", {}).get("messages_dropped", 0)) for s in stats)
     return {
         "nats_url": nc.connected_url.geturl() if nc.connected_url else client.settings.nats_url,
         "server_version": info.get("version", "?"),
@@ -120,4 +123,5 @@ async def status(client: MeshClient) -> dict[str, Any]:
         "instances": len(client.view.records),
         "spans_dropped": dropped,
         "spans_failed": failed,
+        "messages_dropped": refused,
     }
