@@ -205,10 +205,23 @@ class RegistryView:
         await asyncio.wait_for(asyncio.shield(loaded), timeout)
 
     async def _sweep(self) -> None:
-        """Forget entries whose agent stopped heartbeating (no refresh within the TTL)."""
+        """Forget entries whose agent stopped heartbeating (no refresh within the TTL).
+
+        Time spent disconnected from NATS does not count: no heartbeat can arrive then,
+        and after the reconnect the watcher is re-created and reloads the entries.
+        """
+        nc = getattr(getattr(self._kv, "_js", None), "_nc", None)
+        paused: float | None = None
         while True:
             await asyncio.sleep(min(1.0, self._ttl / 4))
             now = time.monotonic()
+            if nc is not None and not nc.is_connected:
+                paused = now if paused is None else paused
+                continue
+            if paused is not None:
+                for key in self._expires:
+                    self._expires[key] += now - paused
+                paused = None
             gone = [key for key, deadline in self._expires.items() if deadline < now]
             for key in gone:
                 self._forget(key)

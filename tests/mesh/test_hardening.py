@@ -157,3 +157,29 @@ async def test_an_oversized_agent_refuses_to_start(settings: Settings) -> None:
     with pytest.raises(RecordError, match="KiB; the limit is 256 KiB"):
         Registration(kv, "big.big-1", record("big", "big-1", huge), 1)
     await nc.close()
+
+
+async def test_an_outage_does_not_empty_the_view(tmp_path) -> None:
+    """No heartbeat can arrive while NATS is down: the view keeps its entries meanwhile."""
+    from natsmesh.server import start_server
+    from tests.conftest import mesh_settings
+
+    server = start_server(tmp_path / "nats")
+    port = int(server.url.rsplit(":", 1)[1])
+    settings = mesh_settings(server.url, registry_ttl=2.0)
+    writer = await connect_nats(settings, "writer")
+    kv = await open_bucket(writer.jetstream(), settings)
+    registration = Registration(kv, "a.a-1", record("a", "a-1"), 0.5)
+    await registration.start()
+    try:
+        async with connect(settings) as mesh:
+            await mesh.view.wait_for(lambda v: "a.a-1" in v.records, 5)
+            server.stop()
+            await asyncio.sleep(2 * settings.registry_ttl)  # the outage: twice the TTL
+            assert "a.a-1" in mesh.view.records, "the outage did not count as silence"
+            server = start_server(tmp_path / "nats", port=port)
+            await mesh.view.wait_for(lambda v: "a.a-1" in v.records, 10)
+    finally:
+        await registration.stop()
+        await writer.close()
+        server.stop()
