@@ -20,7 +20,7 @@ log = logging.getLogger("natsmesh.connection")
 ReconnectHook = Callable[[], Awaitable[None]]
 
 #: a JetStream delivery carries a reply subject under this prefix
-_JS_ACK = "$JS.ACK."
+_JS_ACK = b"$JS.ACK."
 #: seconds between two warnings about dropped messages (the counters keep every one)
 _WARN_EVERY = 10.0
 
@@ -78,7 +78,7 @@ class MeshConnection(NATS):
     async def _process_msg(  # type: ignore[override]
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
-        if self._guarded and reply and reply.startswith(_JS_ACK.encode()):
+        if self._guarded and reply and reply.startswith(_JS_ACK):
             sub = self._subs.get(sid)
             if sub is not None and sub._jsi is None and sub.subject.startswith(self._guarded):
                 self._drop("jetstream_delivery", subject, "a consumer's deliver subject")

@@ -60,7 +60,9 @@ def probe(url: str, timeout: float = 1.0) -> str | None:
             try:
                 first = sock.recv(5)
             except TimeoutError:
-                return "other"  # it accepts, but says nothing: an HTTP server, say
+                # it accepts, but says nothing: an HTTP server, say (or a server that
+                # waits for a TLS handshake first, which only a tls:// URL can expect)
+                return "nats" if parsed.scheme == "tls" else "other"
             return "nats" if first.startswith(b"INFO") else "other"
     except OSError:
         return None
