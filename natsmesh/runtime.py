@@ -34,7 +34,7 @@ from natsmesh.config import Settings
 from natsmesh.connection import Hooks, connect
 from natsmesh.dispatch import Dispatcher, Outcome, error_outcome
 from natsmesh.errors import Cancelled, Unavailable
-from natsmesh.registry import Registration, RegistryView, bucket_ttl, open_bucket
+from natsmesh.registry import Registration, RegistryView, bucket_ttl, check_registrable, open_bucket
 from natsmesh.responder import Responder
 from natsmesh.services import Endpoint, ServiceIdentity, ServiceResponder
 from natsmesh.specs import AgentSpec, ToolSpec
@@ -136,7 +136,11 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Connect, open the registry, subscribe, then register (in that order)."""
+        """Connect, open the registry, subscribe, then register (in that order).
+
+        Raises :class:`~natsmesh.records.RecordError` (a ``ValueError``) before connecting
+        when the instance's record breaks the registry's bounds."""
+        check_registrable(self.record())
         s = self.settings
         hooks = Hooks()
         self.nc = nc = await connect(s, f"natsmesh {self.instance_id}", hooks)
@@ -308,6 +312,9 @@ class Runtime:
     def extra_stats(self) -> dict[str, Any]:
         """Figures for ``$SRV.STATS``: calls in flight and span export counters."""
         data: dict[str, Any] = {"in_flight": self._in_flight, "max_in_flight": self.max_in_flight}
+        dropped = getattr(self.nc, "dropped", None)
+        if dropped is not None:
+            data["messages_dropped"] = sum(dropped.values())
         if self.tracing is not None and self.tracing.processor is not None:
             data.update(self.tracing.processor.stats())
         return data

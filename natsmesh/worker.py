@@ -9,6 +9,7 @@ from pathlib import Path
 
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent, collect, load_file
+from natsmesh.records import RecordError
 from natsmesh.runtime import Runtime, event_loop_runner
 
 
@@ -33,6 +34,9 @@ def serve(loaded: LoadedAgent, settings: Settings | None = None) -> None:
             runner.run(runtime.serve_forever())
         except KeyboardInterrupt:
             pass
+        except RecordError as exc:
+            print(f"natsmesh: {loaded.agent.name} cannot register: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def run(module_name: str = "__main__") -> None:

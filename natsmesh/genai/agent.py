@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,12 @@ import pydantic
 
 from natsmesh.errors import MeshError, ToolError
 from natsmesh.genai.templates import render
+from natsmesh.genai.toolset import bounded_toolset
 from natsmesh.selection import tags_match
+
+log = logging.getLogger("natsmesh.genai")
+#: what was last left out per tool, so that it is said once
+_warned: dict[str, tuple[str, ...]] = {}
 
 if TYPE_CHECKING:
     from natsmesh.call_context import CallContext
@@ -73,21 +79,31 @@ class LlmAgent:
         return [_function_schema(t) for t in self._tool_records().values()]
 
     def _tool_records(self) -> dict[str, ToolRecord]:
-        found: dict[str, ToolRecord] = {}
+        """The filter's tools, bounded in count and size (see :mod:`natsmesh.genai.toolset`)."""
         filters = self._spec.filter
         if not filters:
-            return found
-        for record in self._client.view.records.values():
-            for tool in record.tools:
-                if tool.kind != "tool" or tool.name == self._tool_name or tool.name in found:
-                    continue
-                for f in filters:
-                    if (f.capability is None or f.capability == tool.capability) and tags_match(
-                        tool.tags, f.tags
-                    ):
-                        found[tool.name] = tool
-                        break
-        return dict(sorted(found.items()))
+            return {}
+        matching = (
+            tool
+            for record in self._client.view.records.values()
+            for tool in record.tools
+            if tool.kind == "tool"
+            and any(
+                (f.capability is None or f.capability == tool.capability)
+                and tags_match(tool.tags, f.tags)
+                for f in filters
+            )
+        )
+        toolset = bounded_toolset(matching, exclude=self._tool_name)
+        if toolset.omitted and toolset.omitted != _warned.get(self._tool_name):
+            _warned[self._tool_name] = toolset.omitted
+            log.warning(
+                "%s: %d tools left out of the model's request (over the bound): %s",
+                self._tool_name,
+                len(toolset.omitted),
+                ", ".join(toolset.omitted[:10]),
+            )
+        return toolset.tools
 
     def _start(
         self,

@@ -163,3 +163,30 @@ async def test_a_tool_timeout_caps_the_callers_deadline(start_agents, settings: 
         with pytest.raises(ToolTimeout, match="deadline"):
             await mesh.call("capped", {"seconds": 5}, timeout=10)
         assert await mesh.call("capped", {"seconds": 0}) == "too late"
+
+
+def test_an_agent_too_large_for_the_registry_stops_with_one_line(tmp_path, settings) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import env_for
+
+    tools = "\n".join(
+        f"@mesh.tool(capability='c{i}')\nasync def t{i}() -> None:\n    return None\n"
+        for i in range(300)
+    )
+    agent = tmp_path / "huge.py"
+    agent.write_text(
+        "import natsmesh as mesh\n\n@mesh.agent(name='huge')\nclass Huge:\n    pass\n\n" + tools
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "natsmesh.worker", str(agent)],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("natsmesh: huge cannot register:") and "tools" in last
