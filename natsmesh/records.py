@@ -8,9 +8,9 @@ import re
 import msgspec
 
 from natsmesh import wire
-from natsmesh.versions import parse_constraint
 from natsmesh.specs import parse_tags
 from natsmesh.subjects import check_token
+from natsmesh.versions import parse_constraint
 from natsmesh.wire import AgentRecord
 
 #: the largest registry value a writer may put and a reader accepts (the bucket refuses more)
