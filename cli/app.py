@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import typer
+from natsmesh_cli.dashboard_commands import dashboard_command
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
 from natsmesh_cli.scaffold import permissions_command, scaffold_command, setup_command
@@ -60,6 +61,7 @@ app.command("scaffold")(scaffold_command)
 app.command("collector")(collector_command)
 app.command("permissions")(permissions_command)
 app.command("setup")(setup_command)
+app.command("dashboard")(dashboard_command)
 
 
 def main() -> None:

@@ -86,6 +86,10 @@ def collector_command(
     ),
     protocol: str = typer.Option("grpc", "--protocol", help="grpc (4317) or http (4318)."),
     batch: int = typer.Option(1000, "--batch", help="Spans per export."),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics on this port (GET /metrics)."
+    ),
+    metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address for /metrics."),
 ) -> None:
     """Export spans from the span stream to an OTLP receiver such as Tempo."""
     from natsmesh.config import Settings
@@ -128,9 +132,22 @@ def collector_command(
         stopping.cancel()
         nc = connecting.result()
         print(f"collector: {settings.spans_stream} -> {endpoint} ({protocol})", flush=True)
+        collector = Collector(nc, settings, sender, batch)
+        metrics = None
+        if metrics_port is not None:
+            from natsmesh.tracing.metrics_feed import CollectorMetrics
+
+            metrics = CollectorMetrics(nc, collector)
+            try:
+                port = await metrics.start(metrics_host, metrics_port)
+            except OSError as exc:
+                fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}")
+            print(f"collector: metrics on http://{metrics_host}:{port}/metrics", flush=True)
         try:
-            await Collector(nc, settings, sender, batch).run(stop)
+            await collector.run(stop)
         finally:
+            if metrics is not None:
+                await metrics.stop()
             # after Ctrl-C nobody waits for a reconnect: drain when connected, else close
             if nc.is_connected:
                 with contextlib.suppress(Exception):

@@ -132,8 +132,11 @@ class Collector:
         sender: OtlpSender,
         batch: int = 1000,
         retry_delay: float = 1.0,
+        on_exported: Callable[[list[SpanMessage]], None] | None = None,
     ) -> None:
         self.nc = nc
+        #: called with every batch once it is exported and acked (the metrics hook)
+        self.on_exported = on_exported
         self.settings = settings
         self.sender = sender
         self.batch = batch
@@ -203,6 +206,8 @@ class Collector:
             with contextlib.suppress(Exception):
                 await m.ack()
         self.exported += len(spans)
+        if self.on_exported is not None:
+            self.on_exported(spans)
         self._progress.notify()
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""The mesh's edge: HTTP gateway, MCP faces and the dashboard."""
