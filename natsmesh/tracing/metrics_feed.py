@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ class SpanFeed:
         self.malformed = 0
         #: set once the spans that were already in the stream have been read
         self.caught_up = asyncio.Event()
+        self._backlog = sys.maxsize  # known once the consumer exists
         self._sub: Any = None
         self._changes = Changes()
 
@@ -76,10 +78,11 @@ class SpanFeed:
             pending_msgs_limit=500_000,
             pending_bytes_limit=256 * 1024 * 1024,
         )
-        pending = 0
-        with contextlib.suppress(Exception):
-            pending = (await self._sub.consumer_info()).num_pending
-        if pending == 0:
+        try:  # what was in the stream: the spans read meanwhile plus those still pending
+            self._backlog = self.received + (await self._sub.consumer_info()).num_pending
+        except Exception:
+            self._backlog = 0
+        if self.received >= self._backlog:
             self.caught_up.set()
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -94,10 +97,8 @@ class SpanFeed:
                 sink(span)
             except Exception:  # a broken sink must not stop the feed
                 log.exception("a span sink failed")
-        if not self.caught_up.is_set():
-            with contextlib.suppress(Exception):
-                if msg.metadata.num_pending == 0:
-                    self.caught_up.set()
+        if self.received >= self._backlog and not self.caught_up.is_set():
+            self.caught_up.set()
         self._changes.notify()
 
     async def wait_until(self, predicate: Callable[[SpanFeed], bool], timeout: float) -> None:
