@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -297,7 +298,10 @@ class Dashboard:
         return JSONResponse(
             {
                 "trace_id": trace_id,
-                "spans": [wire.to_builtins(s) for s in sorted(spans, key=lambda s: s.start)],
+                "spans": [
+                    wire.to_builtins(msgspec.structs.asdict(s))  # every field, defaults too
+                    for s in sorted(spans, key=lambda s: s.start)
+                ],
                 "tree": [node(r) for r in tree.build(spans)],
                 "complete": tree.complete(spans),
             }

@@ -1,0 +1,116 @@
+"""The dashboard's HTTP face: the call route (JSON and SSE), traces, the pushed event stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from natsmesh.config import Settings
+from natsmesh.edge.dashboard import Dashboard, dashboard_routes
+from natsmesh.session import connect
+from tests.helpers import loaded
+from tests.mesh.test_metrics import CheckAgent, check, serving
+
+
+def events(text: str) -> list[tuple[str, Any]]:
+    """The (event, data) pairs of a Server-Sent Events body."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+async def test_call_route_answers_json_errors_and_streams(start_agents, settings: Settings) -> None:
+    await start_agents(loaded(CheckAgent, check))
+    async with connect(settings, caller="dashboard", tracing=True) as client:
+        await client.view.wait_for(lambda v: v.has("check"), 5)
+        dashboard = Dashboard(client)
+        async with serving(dashboard.app()) as url, httpx.AsyncClient(base_url=url) as http:
+            ok = await http.post("/api/call/check", json={"n": 3})
+            assert ok.status_code == 200
+            assert ok.json()["result"] == {"n": 3}
+            trace_id = ok.json()["trace_id"]
+
+            failed = await http.post("/api/call/check", json={"n": 10})
+            assert failed.status_code == 502
+            assert failed.json()["error"]["type"] == "tool_error"
+            assert "multiple of ten" in failed.json()["error"]["message"]
+
+            invalid = await http.post("/api/call/check", json={"n": "three"})
+            assert (invalid.status_code, invalid.json()["error"]["type"]) == (
+                400,
+                "invalid_arguments",
+            )
+            missing = await http.post("/api/call/nothing_here", json={})
+            assert (missing.status_code, missing.json()["error"]["type"]) == (404, "no_provider")
+            for body in (b"[1, 2]", b"{not json"):
+                bad = await http.post("/api/call/check", content=body)
+                assert bad.status_code == 400
+                assert bad.json()["error"]["type"] == "invalid_arguments"
+
+            streamed = await http.post("/api/call/check?stream=1", json={"n": 7})
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            kinds = events(streamed.text)
+            assert kinds[0][0] == "trace"
+            assert kinds[-1] == (
+                "result",
+                {"result": {"n": 7}, "trace_id": kinds[0][1]["trace_id"]},
+            )
+
+            # the call's trace: the dashboard's root, its CLIENT hop and the tool's SERVER span
+            await dashboard.feed.wait_until(
+                lambda f: any(
+                    t["trace_id"] == trace_id and t["all_spans"] >= 3
+                    for t in dashboard.traces.recent()
+                ),
+                10,
+            )
+            trace = (await http.get(f"/api/traces/{trace_id}")).json()
+            assert [s["kind"] for s in trace["spans"]] == [0, 2, 1]
+            assert trace["complete"] is True
+            [root] = trace["tree"]
+            assert trace["spans"][2]["span_id"] == root["span_id"]
+            assert (await http.get("/api/traces/xyz")).status_code == 400
+            assert (await http.get(f"/api/traces/{'0' * 32}")).status_code == 404
+
+
+async def test_event_stream_pushes_the_full_state_first(start_agents, settings: Settings) -> None:
+    await start_agents(loaded(CheckAgent, check))
+    async with connect(settings, caller="gateway") as client:
+        await client.view.wait_for(lambda v: v.has("check"), 5)
+        dashboard = Dashboard(client)
+        async with serving(dashboard.app()) as url, httpx.AsyncClient(base_url=url) as http:
+            async with http.stream("GET", "/api/events") as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                seen: dict[str, Any] = {}
+                buffer = ""
+                async for text in response.aiter_text():
+                    buffer += text
+                    seen.update(events(buffer))
+                    if {"topology", "traffic", "traces"} <= set(seen):
+                        break
+            [agent] = seen["topology"]["agents"]
+            assert agent["name"] == "check-agent" and agent["health"] == "healthy"
+            [tool] = seen["topology"]["tools"]
+            assert tool["name"] == "check"
+            assert tool["input_schema"]["properties"]["n"]["type"] == "integer"
+            page = await http.get("/")
+            assert page.status_code == 200 and "natsmesh" in page.text
+            assert (await http.get("/ui/app.js")).status_code == 200
+
+
+def test_dashboard_routes_for_the_gateway() -> None:
+    paths = {getattr(r, "path", None) for r in dashboard_routes(_Client())}  # type: ignore[arg-type]
+    assert {"/", "/ui", "/metrics", "/api/events", "/api/call/{tool}"} <= paths
+
+
+class _Client:
+    """Enough of a MeshClient to build routes (nothing starts until a request)."""
+
+    nc = None
+    settings = Settings()
+    view = None
