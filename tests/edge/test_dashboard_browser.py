@@ -103,7 +103,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
-        "--window-size=1600,1500",
+        "--window-size=1600,2100",
         f"--user-data-dir={tmp_path / 'chromium'}",
     ):
         options.add_argument(flag)
@@ -193,6 +193,9 @@ def test_dashboard_shows_the_trip_planner_live(
             {"destination": "Kyoto", "dates": "June 1-5, 2026", "budget": "$2000"},
         )
         wait.until(lambda d: "[offline model]" in d.find_element(By.ID, "call-result").text)
+        # plan_trip streams: its tool events and text arrived as chunks before the result
+        chunks = driver.find_element(By.ID, "call-chunks").text
+        assert '"tool_call"' in chunks and "[offline model]" in chunks, chunks
         click(driver, "#call-trace")
         wait.until(lambda d: count(d, "#trace-tree .tree-node") == 10)
         wait.until(lambda d: count(d, "#trace-waterfall .wf-row") == 10)

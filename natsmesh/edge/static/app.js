@@ -54,6 +54,8 @@ function edgeRates() {
 }
 
 // --- topology -----------------------------------------------------------------------
+// a point 70% along a cubic Bézier curve: edge labels sit near their callee, apart from each other
+const bezier = (a, b, c, d, t = 0.7) => (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d;
 function renderTopology() {
   const { agents, edges } = state.topology;
   const names = new Set(agents.map((a) => a.name));
@@ -102,7 +104,7 @@ function renderTopology() {
     const cls = ["edge", e.declared ? "declared" : "observed", rate > 0 ? "busy" : ""].join(" ");
     svg.append(el("svg:g", { class: cls, "data-from": e.from, "data-to": e.to },
       el("svg:path", { d: x2 > x1 ? `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` : `M${a.x + W / 2},${a.y + H} C${a.x + W / 2},${a.y + H + 40} ${b.x + W / 2},${b.y + H + 40} ${b.x + W / 2},${b.y + H}`, "marker-end": "url(#arrow)" }),
-      rate > 0 ? el("svg:text", { x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", text: fmtRate(rate) + "/s" }) : null));
+      rate > 0 ? el("svg:text", { x: bezier(x1, mx, mx, x2), y: bezier(y1, y1, y2, y2) - 4, "text-anchor": "middle", text: fmtRate(rate) + "/s" }) : null));
   }
   for (const n of nodes) {
     const { x, y } = xy(n.id);
@@ -194,6 +196,12 @@ function formArguments() {
   }
   return args;
 }
+function appendChunk(out, data) {
+  // text streams word by word: join it; anything else gets a line of its own
+  if (typeof data === "string") { out.textContent += data; return; }
+  if (out.textContent && !out.textContent.endsWith("\n")) out.textContent += "\n";
+  out.textContent += JSON.stringify(data) + "\n";
+}
 function showResult(payload) {
   const out = $("#call-result");
   out.className = payload.error ? "error" : "";
@@ -227,7 +235,7 @@ async function submitCall(event) {
       const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
       const event = (block.match(/^event: (.*)$/m) || [])[1], data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "null");
       if (event === "trace") showTraceLink(data.trace_id);
-      else if (event === "chunk") chunks.textContent += (typeof data === "string" ? data : JSON.stringify(data)) + "\n";
+      else if (event === "chunk") appendChunk(chunks, data);
       else if (event === "result" || event === "error") showResult(data);
     }
   }
