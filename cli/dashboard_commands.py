@@ -12,7 +12,7 @@ def dashboard_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", "-p", help="Port to listen on (0 picks one)."),
     history: float = typer.Option(
-        900.0, "--history", help="Seconds of spans to read from the stream at start."
+        300.0, "--history", help="Seconds of spans to read from the stream at start."
     ),
 ) -> None:
     """Serve the live dashboard (topology, tools, traffic, traces, tokens) and /metrics."""

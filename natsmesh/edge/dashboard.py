@@ -55,7 +55,7 @@ class Dashboard:
         client: MeshClient,
         metrics: MeshMetrics | None = None,
         *,
-        history: float = 900.0,
+        history: float = 300.0,
         tick: float = 1.0,
         stats_interval: float = 5.0,
     ) -> None:
@@ -114,15 +114,15 @@ class Dashboard:
             await self.stop()
 
     async def _run(self) -> None:
-        await self.feed.caught_up.wait()  # rates start after the history was read
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while True:
             now = loop.time()
             if now >= next_tick:
-                self.trends.tick()
-                self._broadcast("traffic", self.trends.traffic())
-                self._push_if_changed("traces", self.traces.recent())
+                if self.feed.caught_up.is_set():  # rates start once the history was read
+                    self.trends.tick()
+                    self._broadcast("traffic", self.trends.traffic())
+                    self._push_if_changed("traces", self.traces.recent())
                 next_tick = now + self.tick
             self._push_if_changed("topology", self.topology())
             self._wake.clear()
@@ -313,12 +313,25 @@ class Dashboard:
         return await call_response(self.client, request)
 
 
+class DashboardRoutes(list[BaseRoute]):
+    """The dashboard's routes, carrying the :class:`Dashboard` and its ``lifespan``."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        super().__init__(dashboard.routes())
+        self.dashboard = dashboard
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Start the dashboard with the host app and stop it with it."""
+        return self.dashboard.lifespan()
+
+
 def dashboard_routes(
     client: MeshClient, metrics: MeshMetrics | None = None, **options: Any
-) -> list[BaseRoute]:
+) -> DashboardRoutes:
     """The dashboard's routes, for an app that serves more (``natsmesh gateway``).
 
-    The dashboard starts on its first request. To start it with the app and stop it
-    cleanly, build a :class:`Dashboard` instead and enter its :meth:`~Dashboard.lifespan`.
+    ``metrics`` is fed from the span stream (a fresh one when omitted). The dashboard
+    starts on its first request, or with the host app when it enters ``routes.lifespan()``
+    (which also stops it).
     """
-    return Dashboard(client, metrics, **options).routes()
+    return DashboardRoutes(Dashboard(client, metrics, **options))

@@ -79,6 +79,7 @@ class Trends:
                     "key": list(key),
                     "calls": calls,
                     "errors": errors,
+                    "window_calls": window_calls,
                     "rate": (calls - old[0]) / dt if len(samples) > 1 else 0.0,
                     "error_pct": 100.0 * (errors - base[1]) / window_calls
                     if window_calls > 0

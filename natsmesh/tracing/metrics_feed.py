@@ -42,7 +42,7 @@ class SpanFeed:
     """Every span of the stream, from ``history`` seconds ago on, to each sink in order."""
 
     def __init__(
-        self, nc: NATS, settings: Settings, sinks: list[Sink], history: float = 900.0
+        self, nc: NATS, settings: Settings, sinks: list[Sink], history: float = 300.0
     ) -> None:
         self.nc = nc
         self.settings = settings

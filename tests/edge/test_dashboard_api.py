@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -103,14 +105,26 @@ async def test_event_stream_pushes_the_full_state_first(start_agents, settings: 
             assert (await http.get("/ui/app.js")).status_code == 200
 
 
-def test_dashboard_routes_for_the_gateway() -> None:
-    paths = {getattr(r, "path", None) for r in dashboard_routes(_Client())}  # type: ignore[arg-type]
-    assert {"/", "/ui", "/metrics", "/api/events", "/api/call/{tool}"} <= paths
+async def test_dashboard_routes_for_a_host_app(start_agents, settings: Settings) -> None:
+    """What the gateway includes: routes, plus a lifespan that starts and stops the feed."""
+    from starlette.applications import Starlette
 
+    await start_agents(loaded(CheckAgent, check))
+    async with connect(settings, caller="gateway", tracing=True) as client:
+        await client.view.wait_for(lambda v: v.has("check"), 5)
+        routes = dashboard_routes(client)
+        paths = {getattr(r, "path", None) for r in routes}
+        assert {"/", "/ui", "/metrics", "/api/events", "/api/call/{tool}"} <= paths
 
-class _Client:
-    """Enough of a MeshClient to build routes (nothing starts until a request)."""
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            async with routes.lifespan():
+                yield
 
-    nc = None
-    settings = Settings()
-    view = None
+        async with serving(Starlette(routes=list(routes), lifespan=lifespan)) as url:
+            async with httpx.AsyncClient(base_url=url) as http:
+                assert (await http.post("/api/call/check", json={"n": 1})).status_code == 200
+            dashboard = routes.dashboard
+            await dashboard.feed.wait_until(lambda f: f.received >= 3, 10)
+            assert dashboard.metrics.edges[("gateway", "check-agent", "check")].calls == 1
+        assert dashboard._task is None, "the host app's lifespan stopped the dashboard"

@@ -39,10 +39,9 @@ function connect() {
 
 // --- health and rates ---------------------------------------------------------------
 function agentErrorPct(name) {
-  const rows = (state.traffic?.tools || []).filter((r) => r.key[0] === name);
-  const calls = rows.reduce((s, r) => s + r.calls, 0);
-  if (!calls) return 0;
-  return Math.max(...rows.map((r) => r.error_pct));
+  // over the last minute only: an agent that failed long ago and is idle now is not failing
+  const rows = (state.traffic?.tools || []).filter((r) => r.key[0] === name && r.window_calls > 0);
+  return rows.length ? Math.max(...rows.map((r) => r.error_pct)) : 0;
 }
 function edgeRates() {
   const rates = new Map();
@@ -56,10 +55,17 @@ function edgeRates() {
 // --- topology -----------------------------------------------------------------------
 // a point 70% along a cubic Bézier curve: edge labels sit near their callee, apart from each other
 const bezier = (a, b, c, d, t = 0.7) => (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d;
+let topologyDrawn = "";
 function renderTopology() {
   const { agents, edges } = state.topology;
   const names = new Set(agents.map((a) => a.name));
   const rates = edgeRates();
+  const inflight = Object.values(state.traffic?.instances || {}).reduce((s, i) => s + (Number(i.in_flight) || 0), 0);
+  $("#summary").textContent = `${agents.length} agents · ${agents.reduce((s, a) => s + a.instances.length, 0)} instances · ${state.topology.tools.length} tools · ${inflight} in flight · ${state.traffic?.spans ?? 0} spans`;
+  // redraw only when something shown changed (a redraw loses the hovered tooltip)
+  const drawn = JSON.stringify([state.topology, [...rates].map(([k, r]) => [k, fmtRate(r)]), agents.map((a) => agentErrorPct(a.name) >= 10)]);
+  if (drawn === topologyDrawn) return;
+  topologyDrawn = drawn;
   const all = new Map();
   for (const e of edges) all.set(e.from + "→" + e.to, { from: e.from, to: e.to, declared: true });
   const external = new Set();
@@ -122,8 +128,6 @@ function renderTopology() {
       el("svg:text", { x: 10, y: 36, class: "sub", text: sub })));
   }
   $("#topology").replaceChildren(svg);
-  const inflight = Object.values(state.traffic?.instances || {}).reduce((s, i) => s + (Number(i.in_flight) || 0), 0);
-  $("#summary").textContent = `${agents.length} agents · ${agents.reduce((s, a) => s + a.instances.length, 0)} instances · ${state.topology.tools.length} tools · ${inflight} in flight · ${state.traffic?.spans ?? 0} spans`;
 }
 
 // --- traffic ------------------------------------------------------------------------
