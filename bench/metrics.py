@@ -41,23 +41,18 @@ def span_payloads(calls: int = 5_000) -> list[bytes]:
     }
     for i in range(calls):
         client = caller.start_client(dep, None)
-        client.set_attributes(
-            {
-                "messaging.destination.name": "mesh.cap.bench_echo.bench-echo",
-                "mesh.agent": "bench-echo",
-                "mesh.tool": "bench_echo",
-                "messaging.message.body.size": 24,
-            }
-        )
+        client.attrs["messaging.message.body.size"] = 24
+        client.target("mesh.cap.bench_echo.bench-echo", "bench-echo", "bench_echo")
         server = worker.start_server(
             "bench_echo", {"traceparent": client.traceparent}, server_attrs
         )
-        server.set_attributes({"messaging.message.body.size": 24, "mesh.reply.body.size": 64})
+        server.attrs["messaging.message.body.size"] = 24
+        server.attrs["mesh.reply.body.size"] = 64
         if i % 10 == 0:
             Tracing.fail(server, "tool_error", "ValueError: boom")
             Tracing.fail(client, "tool_error", "ValueError: boom")
         server.end()
-        client.set_attribute("mesh.reply.body.size", 64)
+        client.reply(64)
         client.end()
     spans = list(worker_out._queue) + list(caller_out._queue)
     return [wire.encode_span(s) for s in spans]

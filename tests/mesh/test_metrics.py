@@ -286,3 +286,18 @@ def test_trends_rate_error_percent_and_sparkline() -> None:
     assert row["error_pct"] == pytest.approx(20.0)
     assert row["spark"] == [5] * 10
     assert 1.0 < row["p50_ms"] <= 2.5
+
+
+def test_bench_feeds_the_aggregator_real_span_messages() -> None:
+    from bench.metrics import absorption, span_payloads
+    from natsmesh import wire
+
+    payloads = span_payloads(50)
+    metrics = MeshMetrics()
+    for data in payloads:
+        metrics.absorb(wire.decode_span(data))
+    tool = metrics.tools[("bench-echo", "bench_echo")]
+    edge = metrics.edges[("bench-caller", "bench-echo", "bench_echo")]
+    assert (tool.calls, tool.errors, edge.calls, edge.errors) == (50, 5, 50, 5)
+    assert (tool.bytes_in, tool.bytes_out) == (50 * 24, 50 * 64)
+    assert absorption(payloads, seconds=0.01) > 0
