@@ -9,11 +9,23 @@ from typing import Any
 
 import httpx
 
+import natsmesh as mesh
 from natsmesh.config import Settings
 from natsmesh.edge.dashboard import Dashboard, dashboard_routes
 from natsmesh.session import connect
 from tests.helpers import loaded
 from tests.mesh.test_metrics import CheckAgent, check, serving
+
+
+@mesh.agent(name="count-agent")
+class CountAgent:
+    pass
+
+
+@mesh.tool(capability="count")
+async def count(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
 
 
 def events(text: str) -> list[tuple[str, Any]]:
@@ -78,6 +90,19 @@ async def test_call_route_answers_json_errors_and_streams(start_agents, settings
             assert trace["spans"][2]["span_id"] == root["span_id"]
             assert (await http.get("/api/traces/xyz")).status_code == 400
             assert (await http.get(f"/api/traces/{'0' * 32}")).status_code == 404
+
+
+async def test_a_streaming_tool_answers_with_its_chunks(start_agents, settings: Settings) -> None:
+    await start_agents(loaded(CountAgent, count))
+    async with connect(settings, caller="dashboard", tracing=True) as client:
+        await client.view.wait_for(lambda v: v.has("count"), 5)
+        async with serving(Dashboard(client).app()) as url, httpx.AsyncClient(base_url=url) as http:
+            response = await http.post("/api/call/count", json={"n": 3})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    got = events(response.text)
+    assert [e for e, _ in got] == ["trace", "chunk", "chunk", "chunk", "result"]
+    assert [d for e, d in got if e == "chunk"] == [0, 1, 2]
+    assert got[-1][1]["result"] == [0, 1, 2]
 
 
 async def test_event_stream_pushes_the_full_state_first(start_agents, settings: Settings) -> None:
