@@ -61,12 +61,21 @@ def _trace(client: MeshClient, tool: str) -> Iterator[tuple[str, CallContext]]:
         trace_id = new_trace_id()
         yield trace_id, CallContext(traceparent=format_traceparent(trace_id, new_span_id()))
         return
-    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
 
-    span = tracing.tracer.start_span(f"dashboard call {tool}", attributes={"mesh.tool": tool})
+    from natsmesh.tracing.spans import MeshSpan
+
+    span = MeshSpan(
+        tracing.processor,
+        tracing.service,
+        tracing.instance,
+        f"dashboard call {tool}",
+        SpanKind.INTERNAL,
+        None,
+        {"mesh.tool": tool},
+    )
     try:
-        trace_id = f"{span.get_span_context().trace_id:032x}"
-        yield trace_id, CallContext(otel_context=trace.set_span_in_context(span))
+        yield f"{span.trace_id:032x}", CallContext(otel_context=tracing.context_of(span))
     finally:
         span.end()
 

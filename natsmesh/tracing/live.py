@@ -127,57 +127,62 @@ class Trends:
         }
 
 
+class _Trace:
+    """The running summary of one trace."""
+
+    __slots__ = ("end", "errors", "root", "root_start", "service", "shown", "spans", "start")
+
+    def __init__(self, span: SpanMessage) -> None:
+        self.start, self.end = span.start, span.end
+        self.spans = self.shown = self.errors = 0
+        self.root, self.service = span.name, span.service
+        self.root_start: int | None = None
+
+
 class TraceIndex:
     """A bounded summary of the most recent traces (a span sink)."""
 
     def __init__(self, limit: int = 300) -> None:
         self.limit = limit
-        self.traces: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self.traces: collections.OrderedDict[str, _Trace] = collections.OrderedDict()
         #: bumped at every change, so pushers can tell when to send
         self.version = 0
 
     def add(self, span: SpanMessage) -> None:
         """Fold one span into its trace's summary."""
         self.version += 1
-        t = self.traces.get(span.trace_id)
+        traces = self.traces
+        t = traces.get(span.trace_id)
         if t is None:
-            t = self.traces[span.trace_id] = {
-                "trace_id": span.trace_id,
-                "start": span.start,
-                "end": span.end,
-                "spans": 0,
-                "shown": 0,
-                "errors": 0,
-                "root": span.name,
-                "service": span.service,
-                "root_start": None,
-            }
-            if len(self.traces) > self.limit:
-                self.traces.popitem(last=False)
-        t["spans"] += 1
-        t["start"] = min(t["start"], span.start)
-        t["end"] = max(t["end"], span.end)
+            t = traces[span.trace_id] = _Trace(span)
+            if len(traces) > self.limit:
+                traces.popitem(last=False)
+        t.spans += 1
+        if span.start < t.start:
+            t.start = span.start
+        if span.end > t.end:
+            t.end = span.end
         if span.status == ERROR:
-            t["errors"] += 1
+            t.errors += 1
         if span.kind == SERVER:
-            t["shown"] += 1
-            if t["root_start"] is None or span.start < t["root_start"]:
-                t["root_start"] = span.start
-                t["root"], t["service"] = span.name, span.service
+            t.shown += 1
+            if t.root_start is None or span.start < t.root_start:
+                t.root_start = span.start
+                t.root, t.service = span.name, span.service
 
     def recent(self, n: int = 50) -> list[dict[str, Any]]:
         """The ``n`` traces that started last, newest first."""
-        rows = sorted(self.traces.values(), key=lambda t: t["start"], reverse=True)[:n]
+        rows = sorted(self.traces.items(), key=lambda kv: kv[1].start, reverse=True)[:n]
         return [
             {
-                "trace_id": t["trace_id"],
-                "root": t["root"],
-                "service": t["service"],
-                "start": t["start"] / 1e9,
-                "duration_ms": (t["end"] - t["start"]) / 1e6,
-                "spans": t["shown"],
-                "all_spans": t["spans"],
-                "errors": t["errors"],
+                "trace_id": trace_id,
+                "root": t.root,
+                "service": t.service,
+                "start": t.start / 1e9,
+                "duration_ms": (t.end - t.start) / 1e6,
+                "spans": t.shown,
+                "all_spans": t.spans,
+                "errors": t.errors,
             }
-            for t in rows
+            for trace_id, t in rows
         ]
