@@ -43,6 +43,16 @@ function agentErrorPct(name) {
   const rows = (state.traffic?.tools || []).filter((r) => r.key[0] === name && r.window_calls > 0);
   return rows.length ? Math.max(...rows.map((r) => r.error_pct)) : 0;
 }
+function agentTraffic(name) {
+  // an agent's data transferred: requests received and replies sent, over its tools
+  const out = { rate: 0, bytes_in: 0, bytes_out: 0 };
+  for (const r of state.traffic?.tools || []) if (r.key[0] === name) { out.rate += r.rate; out.bytes_in += r.bytes_in; out.bytes_out += r.bytes_out; }
+  return out;
+}
+function agentLine(name) {
+  const t = agentTraffic(name);
+  return `${fmtRate(t.rate)}/s · in ${fmtBytes(t.bytes_in)} · out ${fmtBytes(t.bytes_out)}`;
+}
 function edgeRates() {
   const rates = new Map();
   for (const r of state.traffic?.edges || []) {
@@ -63,7 +73,7 @@ function renderTopology() {
   const inflight = Object.values(state.traffic?.instances || {}).reduce((s, i) => s + (Number(i.in_flight) || 0), 0);
   $("#summary").textContent = `${agents.length} agents · ${agents.reduce((s, a) => s + a.instances.length, 0)} instances · ${state.topology.tools.length} tools · ${inflight} in flight · ${state.traffic?.spans ?? 0} spans`;
   // redraw only when something shown changed (a redraw loses the hovered tooltip)
-  const drawn = JSON.stringify([state.topology, [...rates].map(([k, r]) => [k, fmtRate(r)]), agents.map((a) => agentErrorPct(a.name) >= 10)]);
+  const drawn = JSON.stringify([state.topology, [...rates].map(([k, r]) => [k, fmtRate(r)]), agents.map((a) => [agentErrorPct(a.name) >= 10, agentLine(a.name)])]);
   if (drawn === topologyDrawn) return;
   topologyDrawn = drawn;
   const all = new Map();
@@ -96,7 +106,7 @@ function renderTopology() {
     const ins = links.filter((e) => e.to === n.id && pos.has(e.from)).map((e) => pos.get(e.from).i);
     return ins.length ? ins.reduce((a, b) => a + b, 0) / ins.length : 0;
   }
-  const W = 170, H = 46, GX = 90, GY = 22;
+  const W = 190, H = 58, GX = 90, GY = 22;
   const rows = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
   const width = Math.max(1, columns.length) * (W + GX), height = rows * (H + GY) + GY;
   const xy = (id) => { const p = pos.get(id); const col = columns[p.c]; const off = (height - col.length * (H + GY)) / 2; return { x: 10 + p.c * (W + GX), y: off + p.i * (H + GY) + GY / 2 }; };
@@ -115,6 +125,7 @@ function renderTopology() {
   for (const n of nodes) {
     const { x, y } = xy(n.id);
     let health = "external", sub = "caller";
+    const line = n.agent ? agentLine(n.id) : "";
     if (n.agent) {
       health = agentErrorPct(n.id) >= 10 ? "failing" : n.agent.health;
       const k = n.agent.instances.length;
@@ -125,7 +136,8 @@ function renderTopology() {
       el("svg:title", { text: title }),
       el("svg:rect", { width: W, height: H }),
       el("svg:text", { x: 10, y: 19, text: n.id }),
-      el("svg:text", { x: 10, y: 36, class: "sub", text: sub })));
+      el("svg:text", { x: 10, y: 34, class: "sub", text: sub }),
+      el("svg:text", { x: 10, y: 49, class: "sub traffic", text: line })));
   }
   $("#topology").replaceChildren(svg);
 }
