@@ -138,6 +138,15 @@ def edges(driver: webdriver.Chrome) -> set[tuple[str, str]]:
     return {(a, b) for a, b in pairs}
 
 
+def health(driver: webdriver.Chrome, agent: str) -> str:
+    classes = driver.execute_script(
+        "const n = document.querySelector(`#topology g.node[data-agent='${arguments[0]}']`);"
+        "return n ? n.getAttribute('class') : ''",
+        agent,
+    )
+    return next((c for c in ("healthy", "degraded", "failing") if c in classes.split()), "")
+
+
 def count(driver: webdriver.Chrome, selector: str) -> int:
     return int(driver.execute_script(f"return document.querySelectorAll('{selector}').length"))
 
@@ -226,6 +235,9 @@ def test_dashboard_shows_the_trip_planner_live(
         stop_pid(planner["weather-agent"].pid, timeout=5)
         wait.until(lambda d: agent_nodes(d) == set(AGENTS) - {"weather-agent"})
         assert ("poi-agent", "weather-agent") not in edges(driver)
+        # poi-agent's dependency (weather_forecast) has no provider now
+        wait.until(lambda d: health(d, "poi-agent") == "degraded")
+        assert health(driver, "flight-agent") == "healthy"
     except Exception:
         for entry in driver.get_log("browser"):
             print("browser:", entry)
