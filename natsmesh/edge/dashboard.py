@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from natsmesh.tracing.metrics_feed import SpanFeed, StatsPoller
 if TYPE_CHECKING:
     from natsmesh.client import MeshClient
 
+log = logging.getLogger("natsmesh.dashboard")
 STATIC = Path(__file__).resolve().parent / "static"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -92,8 +94,9 @@ class Dashboard:
     async def stop(self) -> None:
         """Stop pushing; open event streams end."""
         for queue in list(self._clients):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
         if self._remove_listener is not None:
             self._remove_listener()
         if self._task is not None:
@@ -118,13 +121,17 @@ class Dashboard:
         next_tick = loop.time()
         while True:
             now = loop.time()
-            if now >= next_tick:
-                if self.feed.caught_up.is_set():  # rates start once the history was read
-                    self.trends.tick()
-                    self._broadcast("traffic", self.trends.traffic())
-                    self._push_if_changed("traces", self.traces.recent())
+            try:
+                if now >= next_tick:
+                    if self.feed.caught_up.is_set():  # rates start once the history was read
+                        self.trends.tick()
+                        self._broadcast("traffic", self.trends.traffic())
+                        self._push_if_changed("traces", self.traces.recent())
+                    next_tick = now + self.tick
+                self._push_if_changed("topology", self.topology())
+            except Exception:  # one bad state must not freeze the page
+                log.exception("dashboard push failed")
                 next_tick = now + self.tick
-            self._push_if_changed("topology", self.topology())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
