@@ -1,6 +1,6 @@
 """``POST /api/call/{tool}``: the dashboard's form calling a tool, as JSON or as a stream.
 
-A thin route: parse the body, make the trace the call belongs to, then one
+A thin route: refuse cross-site requests, parse the body, make the trace the call belongs to, then one
 ``client.call`` (a JSON answer) or one ``client.stream`` (Server-Sent Events: a
 ``chunk`` event per streamed part, then ``result`` or ``error``). Every answer names
 its ``trace_id`` so the dashboard can open the call's trace.
@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -41,6 +42,29 @@ def _event(event: str, data: Any) -> bytes:
 
 def _bad(message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": "invalid_arguments", "message": message}}, 400)
+
+
+def _cross_site(request: Request) -> JSONResponse | None:
+    """Refuse what another web site's page could send: a browser sends a cross-origin
+    ``application/json`` POST only after a preflight this app never answers, and names
+    the page's origin."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return JSONResponse(
+            {
+                "error": {
+                    "type": "invalid_arguments",
+                    "message": "send the arguments as application/json",
+                }
+            },
+            415,
+        )
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return JSONResponse(
+            {"error": {"type": "forbidden", "message": f"calls from {origin} are not allowed"}},
+            403,
+        )
+    return None
 
 
 def streams(client: MeshClient, tool: str) -> bool:
@@ -83,6 +107,9 @@ def _trace(client: MeshClient, tool: str) -> Iterator[tuple[str, CallContext]]:
 async def call_response(client: MeshClient, request: Request) -> Response:
     """Answer one call request (see the module docstring)."""
     tool = request.path_params["tool"]
+    refused = _cross_site(request)
+    if refused is not None:
+        return refused
     body = await request.body()
     try:
         arguments = json.loads(body) if body.strip() else {}

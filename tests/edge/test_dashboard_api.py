@@ -61,10 +61,20 @@ async def test_call_route_answers_json_errors_and_streams(start_agents, settings
             )
             missing = await http.post("/api/call/nothing_here", json={})
             assert (missing.status_code, missing.json()["error"]["type"]) == (404, "no_provider")
+            json_type = {"Content-Type": "application/json"}
             for body in (b"[1, 2]", b"{not json"):
-                bad = await http.post("/api/call/check", content=body)
+                bad = await http.post("/api/call/check", content=body, headers=json_type)
                 assert bad.status_code == 400
                 assert bad.json()["error"]["type"] == "invalid_arguments"
+            # what another site's page could send: a simple form post, or a foreign origin
+            plain = await http.post("/api/call/check", content=b'{"n": 1}')
+            assert plain.status_code == 415
+            foreign = await http.post(
+                "/api/call/check", json={"n": 1}, headers={"Origin": "http://evil.example"}
+            )
+            assert foreign.status_code == 403
+            same = await http.post("/api/call/check", json={"n": 1}, headers={"Origin": url})
+            assert same.status_code == 200
 
             streamed = await http.post("/api/call/check?stream=1", json={"n": 7})
             assert streamed.headers["content-type"].startswith("text/event-stream")
