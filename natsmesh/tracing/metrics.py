@@ -85,6 +85,14 @@ class Tokens:
         self.output = 0
 
 
+def _label(value: Any) -> str:
+    return value if value.__class__ is str else str(value)
+
+
+def _count(value: Any) -> int:
+    return value if value.__class__ is int and value > 0 else 0
+
+
 def quantile(q: float, counts: list[int]) -> float | None:
     """The ``q`` quantile (seconds) of a histogram, interpolated as Prometheus does."""
     total = sum(counts)
@@ -119,13 +127,18 @@ class MeshMetrics:
     # --- absorbing ------------------------------------------------------------------
 
     def absorb(self, span: SpanMessage) -> None:
-        """Count one finished span (cheap: called for every span of the mesh)."""
+        """Count one finished span (cheap: called for every span of the mesh).
+
+        Span messages come from any process on the mesh: attribute values of the wrong
+        type become strings (labels) or are ignored (sizes, tokens); nothing here raises.
+        """
         self.spans += 1
         attrs = span.attrs
         kind = span.kind
         if kind in (SERVER, CLIENT) and "mesh.tool" in attrs:
+            tool = _label(attrs["mesh.tool"])
             if kind == SERVER:
-                key = (span.service, attrs["mesh.tool"])
+                key = (span.service, tool)
                 red = self.tools.get(key)
                 if red is None:
                     red = self.tools[key] = Red()
@@ -134,31 +147,32 @@ class MeshMetrics:
                 callee = attrs.get("mesh.agent")
                 if callee is None:  # a hop that never reached a provider
                     return
-                edge = (attrs.get("mesh.caller") or span.service, callee, attrs["mesh.tool"])
+                caller = attrs.get("mesh.caller") or span.service
+                edge = (_label(caller), _label(callee), tool)
                 red = self.edges.get(edge)
                 if red is None:
                     red = self.edges[edge] = Red()
                 sent, received = attrs.get(BODY_SIZE), attrs.get(REPLY_SIZE)
-            seconds = (span.end - span.start) / 1e9
+            seconds = max(0.0, (span.end - span.start) / 1e9)
             red.calls += 1
             if span.status == ERROR:
                 red.errors += 1
             red.seconds += seconds
             red.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-            if received:
+            if received.__class__ is int and received > 0:
                 red.bytes_in += received
-            if sent:
+            if sent.__class__ is int and sent > 0:
                 red.bytes_out += sent
         tokens_in = attrs.get("gen_ai.usage.input_tokens")
         if tokens_in is not None:
             model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model") or "?"
-            key3 = (str(model), str(attrs.get("gen_ai.system", "")), span.service)
+            key3 = (_label(model), _label(attrs.get("gen_ai.system", "")), span.service)
             usage = self.tokens.get(key3)
             if usage is None:
                 usage = self.tokens[key3] = Tokens()
             usage.calls += 1
-            usage.input += int(tokens_in or 0)
-            usage.output += int(attrs.get("gen_ai.usage.output_tokens") or 0)
+            usage.input += _count(tokens_in)
+            usage.output += _count(attrs.get("gen_ai.usage.output_tokens"))
 
     def absorb_all(self, spans: Iterable[SpanMessage]) -> None:
         """Count several spans."""

@@ -215,10 +215,16 @@ class CollectorMetrics:
     def __init__(self, nc: NATS, collector: Collector, stats_interval: float = 5.0) -> None:
         self.metrics = MeshMetrics()
         self.collector = collector
-        collector.on_exported = self.metrics.absorb_all
+        collector.on_exported = self._absorb
         self.metrics.add_source(self._own)
         self.poller = StatsPoller(nc, self.metrics, stats_interval)
         self.server: asyncio.Server | None = None
+
+    def _absorb(self, spans: list[SpanMessage]) -> None:
+        try:
+            self.metrics.absorb_all(spans)
+        except Exception:  # the export already succeeded: metrics must not stop the collector
+            log.exception("counting exported spans failed")
 
     def _own(self) -> Iterator[Metric]:
         exported = CounterMetricFamily(

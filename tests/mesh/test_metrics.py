@@ -301,3 +301,26 @@ def test_bench_feeds_the_aggregator_real_span_messages() -> None:
     assert (tool.calls, tool.errors, edge.calls, edge.errors) == (50, 5, 50, 5)
     assert (tool.bytes_in, tool.bytes_out) == (50 * 24, 50 * 64)
     assert absorption(payloads, seconds=0.01) > 0
+
+
+def test_attributes_of_the_wrong_type_do_not_break_the_metrics() -> None:
+    metrics = MeshMetrics()
+    odd = {
+        "mesh.tool": ["not", "a", "name"],
+        "messaging.message.body.size": "12",
+        "mesh.reply.body.size": -5,
+        "gen_ai.usage.input_tokens": "many",
+        "gen_ai.request.model": {"a": 1},
+    }
+    metrics.absorb(span(1, 0.01, **odd))
+    metrics.absorb(span(2, 0.01, **odd, **{"mesh.agent": 7, "mesh.caller": None}))
+    tool = metrics.tools[("flight-agent", "['not', 'a', 'name']")]
+    assert (tool.calls, tool.bytes_in, tool.bytes_out) == (1, 0, 0)
+    assert metrics.edges[("flight-agent", "7", "['not', 'a', 'name']")].calls == 1
+    scrape = samples(metrics.exposition().decode())  # still renders
+    assert (
+        value(
+            scrape, "natsmesh_llm_calls_total", model="{'a': 1}", provider="", agent="flight-agent"
+        )
+        == 2
+    )
