@@ -18,9 +18,9 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import msgspec
 from starlette.applications import Starlette
@@ -320,12 +320,26 @@ class Dashboard:
         return await call_response(self.client, request)
 
 
-class DashboardRoutes(list[BaseRoute]):
-    """The dashboard's routes, carrying the :class:`Dashboard` and its ``lifespan``."""
+class DashboardRoutes(Sequence[BaseRoute]):
+    """The dashboard's routes (a sequence), with ``routes()`` and ``lifespan()`` for a host
+    app that starts and stops its parts (the gateway's faces)."""
 
     def __init__(self, dashboard: Dashboard) -> None:
-        super().__init__(dashboard.routes())
         self.dashboard = dashboard
+        self._routes = dashboard.routes()
+
+    @overload
+    def __getitem__(self, index: int) -> BaseRoute: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[BaseRoute]: ...
+    def __getitem__(self, index: int | slice) -> BaseRoute | Sequence[BaseRoute]:
+        return self._routes[index]
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def routes(self) -> list[BaseRoute]:
+        return list(self._routes)
 
     def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Start the dashboard with the host app and stop it with it."""
