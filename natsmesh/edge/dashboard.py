@@ -78,6 +78,8 @@ class Dashboard:
         self._lock = asyncio.Lock()
         self._remove_listener: Any = None
         self._last: dict[str, Any] = {}
+        #: why there are no traffic figures and traces, when the span stream cannot be read
+        self.feed_error: str | None = None
 
     # --- life -----------------------------------------------------------------------
 
@@ -86,7 +88,14 @@ class Dashboard:
         async with self._lock:
             if self._task is not None:
                 return
-            await self.feed.start()
+            try:
+                await self.feed.start()
+            except Exception as exc:  # no span stream, or no right to read it: show the rest
+                self.feed_error = (
+                    f"cannot read the span stream {self.client.settings.spans_stream}: {exc}"
+                )
+                log.warning("dashboard: %s (no traffic or traces)", self.feed_error)
+                self.feed.caught_up.set()
             self.poller.start()
             self._remove_listener = self.client.view.add_listener(self._wake.set)
             self._task = asyncio.create_task(self._run(), name="dashboard push")
@@ -125,7 +134,7 @@ class Dashboard:
                 if now >= next_tick:
                     if self.feed.caught_up.is_set():  # rates start once the history was read
                         self.trends.tick()
-                        self._broadcast("traffic", self.trends.traffic())
+                        self._broadcast("traffic", self._traffic())
                         self._push_if_changed("traces", self.traces.recent())
                     next_tick = now + self.tick
                 self._push_if_changed("topology", self.topology())
@@ -135,6 +144,9 @@ class Dashboard:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
+
+    def _traffic(self) -> dict[str, Any]:
+        return {**self.trends.traffic(), "feed_error": self.feed_error}
 
     def _push_if_changed(self, event: str, data: Any) -> None:
         if self._last.get(event) != data:
@@ -251,7 +263,7 @@ class Dashboard:
         return JSONResponse(
             {
                 "topology": self.topology(),
-                "traffic": self.trends.traffic(),
+                "traffic": self._traffic(),
                 "traces": self.traces.recent(),
             }
         )
@@ -261,7 +273,7 @@ class Dashboard:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
         first = [
             sse("topology", self.topology()),
-            sse("traffic", self.trends.traffic()),
+            sse("traffic", self._traffic()),
             sse("traces", self.traces.recent()),
         ]
 

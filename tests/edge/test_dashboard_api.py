@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -163,3 +164,20 @@ async def test_dashboard_routes_for_a_host_app(start_agents, settings: Settings)
             await dashboard.feed.wait_until(lambda f: f.received >= 3, 10)
             assert dashboard.metrics.edges[("gateway", "check-agent", "check")].calls == 1
         assert dashboard._task is None, "the host app's lifespan stopped the dashboard"
+
+
+async def test_without_a_readable_span_stream_the_rest_still_shows(
+    start_agents, settings: Settings
+) -> None:
+    """The dashboard is pointed at a span stream that cannot exist (the agents' stream owns
+    its subjects): topology and calls work, and the page says why there is no traffic."""
+    await start_agents(loaded(CheckAgent, check))
+    async with connect(settings, caller="dashboard") as client:
+        await client.view.wait_for(lambda v: v.has("check"), 5)
+        client.settings = dataclasses.replace(settings, spans_stream=f"MISSING_{settings.prefix}")
+        dashboard = Dashboard(client)
+        async with serving(dashboard.app()) as url, httpx.AsyncClient(base_url=url) as http:
+            state = (await http.get("/api/state")).json()
+            assert [a["name"] for a in state["topology"]["agents"]] == ["check-agent"]
+            assert "MISSING_" in state["traffic"]["feed_error"]
+            assert (await http.post("/api/call/check", json={"n": 1})).status_code == 200

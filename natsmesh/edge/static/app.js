@@ -152,6 +152,8 @@ const num = (text) => el("td", { class: "num", text });
 function renderTraffic() {
   const t = state.traffic;
   if (!t) return;
+  $("#feed-error").hidden = !t.feed_error;
+  $("#feed-error").textContent = t.feed_error ? `No traffic or traces: ${t.feed_error}` : "";
   $("#tool-traffic tbody").replaceChildren(...t.tools.map((r) => el("tr", { class: r.error_pct > 0 ? "err" : "", "data-agent": r.key[0], "data-tool": r.key[1] },
     el("td", { text: r.key[0] }), el("td", { text: r.key[1] }), num(fmtRate(r.rate)), el("td", {}, spark(r.spark)), num(r.calls), num(fmtPct(r.error_pct)),
     num(fmtMs(r.p50_ms)), num(fmtMs(r.p99_ms)), num(fmtBytes(r.bytes_in)), num(fmtBytes(r.bytes_out)))));
