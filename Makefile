@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 	$(BIN)/natsmesh trace $$(sed -n 's/^Trace ID: //p' $(VENV)/demo-output.txt)
 	@echo
 	@echo "The mesh keeps running: try '$(BIN)/natsmesh list --tools', then '$(BIN)/natsmesh stop'."
+	@echo "See it live: '$(BIN)/natsmesh dashboard', then open http://127.0.0.1:8000/ (natsmesh gateway serves it at / too)"
 
 ## test: install the dev dependencies, lint, and run the whole suite
 test: $(VENV)/.installed-dev
