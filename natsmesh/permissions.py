@@ -170,7 +170,17 @@ def server_config(
         _user(
             "gateway",
             "GATEWAY_PASSWORD",
-            [*caller_publish(settings, None), f"{p}.spans.>", *registry_read(settings)],
+            [
+                *caller_publish(settings, None),
+                f"{p}.spans.>",
+                *registry_read(settings),
+                # the dashboard it serves: the span stream, and each instance's $SRV.STATS
+                f"{JS_API}.STREAM.INFO.{spans}",
+                f"{JS_API}.CONSUMER.INFO.{spans}.>",
+                *_spans_read(settings),
+                "$SRV.STATS",
+                "$SRV.STATS.>",
+            ],
             ["_INBOX_gateway.>"],
             responses,
         ),
@@ -183,6 +193,8 @@ def server_config(
                 f"{JS_API}.CONSUMER.INFO.{spans}.>",
                 f"{JS_API}.CONSUMER.MSG.NEXT.{spans}.{subjects.SPANS_CONSUMER}",
                 f"$JS.ACK.{spans}.>",
+                "$SRV.STATS",  # calls in flight and export counters for its metrics
+                "$SRV.STATS.>",
             ],
             ["_INBOX.>"],
             None,
