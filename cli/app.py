@@ -6,6 +6,7 @@ import os
 
 import typer
 from natsmesh_cli.dashboard_commands import dashboard_command
+from natsmesh_cli.gateway_commands import gateway_command
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
 from natsmesh_cli.scaffold import permissions_command, scaffold_command, setup_command
@@ -62,6 +63,7 @@ app.command("collector")(collector_command)
 app.command("permissions")(permissions_command)
 app.command("setup")(setup_command)
 app.command("dashboard")(dashboard_command)
+app.command("gateway")(gateway_command)
 
 
 def main() -> None:

@@ -62,6 +62,9 @@ def start_command(
         False, "--watch", "-w", help="Restart an agent when its file changes."
     ),
     no_tracing: bool = typer.Option(False, "--no-tracing", help="Publish no spans."),
+    gateway: bool = typer.Option(
+        False, "--gateway", help="Also serve the HTTP gateway (options: NATSMESH_GATEWAY_*)."
+    ),
 ) -> None:
     """Run agents as worker processes; starts an embedded nats-server when none answers."""
     from natsmesh.config import Settings
@@ -82,6 +85,18 @@ def start_command(
         if watch:
             fail("--watch runs in the foreground; drop -d to use it", 2)
         _start_detached(settings, agents)
+        if gateway:
+            from natsmesh_cli.gateway_commands import gateway_process, report_detached
+
+            report_detached(settings, gateway_process(settings, detach=True))
+    elif gateway:
+        from natsmesh_cli.gateway_commands import gateway_process, stop_foreground
+
+        proc = gateway_process(settings, detach=False)
+        try:
+            _run_foreground(settings, agents, watch)
+        finally:
+            stop_foreground(proc)
     else:
         _run_foreground(settings, agents, watch)
 

@@ -33,11 +33,16 @@ _EXPORTS = {
     "Unavailable": "natsmesh.errors",
     "agent": "natsmesh.decorators",
     "connect": "natsmesh.session",
+    # a module: the FastAPI helper (``mesh.fastapi.tool("plan_trip")``), needs the fastapi extra
+    "fastapi": "natsmesh.edge.fastapi",
     "llm": "natsmesh.decorators",
     "llm_provider": "natsmesh.decorators",
     "run": "natsmesh.worker",
     "tool": "natsmesh.decorators",
 }
+
+#: public names that are modules themselves
+_SUBMODULES = frozenset({"fastapi"})
 
 __all__ = sorted(_EXPORTS)
 
@@ -46,7 +51,11 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'natsmesh' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = (
+        importlib.import_module(module)
+        if name in _SUBMODULES
+        else getattr(importlib.import_module(module), name)
+    )
     globals()[name] = value
     return value
 
@@ -60,6 +69,7 @@ if TYPE_CHECKING:
     from natsmesh.client import MeshClient
     from natsmesh.config import Settings
     from natsmesh.decorators import agent, llm, llm_provider, tool
+    from natsmesh.edge import fastapi
     from natsmesh.errors import (
         Cancelled,
         InvalidArguments,

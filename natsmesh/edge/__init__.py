@@ -1,1 +1,2 @@
-"""The mesh's edge: HTTP gateway, MCP faces and the dashboard."""
+"""The mesh's edge: the HTTP gateway (JSON, SSE, OpenAPI), the MCP faces, the dashboard, the
+FastAPI helper."""

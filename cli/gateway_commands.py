@@ -1,0 +1,159 @@
+"""``natsmesh gateway``, and the gateway process that ``natsmesh start --gateway`` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import typer
+from natsmesh_cli.output import fail, info
+
+GATEWAY = "gateway"
+
+
+def gateway_command(
+    host: str = typer.Option(
+        None,
+        "--host",
+        help="Address to bind ($NATSMESH_GATEWAY_HOST); default 127.0.0.1 without tokens, "
+        "0.0.0.0 with them.",
+    ),
+    port: int = typer.Option(
+        None, "--port", "-p", help="Port ($NATSMESH_GATEWAY_PORT, default 8080; 0 picks one)."
+    ),
+    token: list[str] = typer.Option(
+        None,
+        "--token",
+        help="Bearer token clients must send; repeat for several "
+        "($NATSMESH_GATEWAY_TOKENS, comma-separated).",
+    ),
+    max_body: int = typer.Option(
+        None,
+        "--max-body",
+        help="Largest request body in bytes ($NATSMESH_GATEWAY_MAX_BODY; default: the NATS "
+        "server's max payload).",
+    ),
+) -> None:
+    """Serve the mesh over HTTP: /tools, /tools/NAME, /openapi.json, SSE, /healthz, /readyz."""
+    import asyncio
+    import signal
+
+    from natsmesh.config import Settings
+    from natsmesh.edge.gateway import GatewayConfig, serve
+    from natsmesh.errors import MeshError
+    from natsmesh.processes import ensure_nats
+    from natsmesh.server import ServerError
+    from natsmesh.worker import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.debug)
+    try:
+        config = GatewayConfig.from_env(host=host, port=port, tokens=token or (), max_body=max_body)
+    except ValueError as exc:
+        fail(f"bad gateway setting: {exc}", 2)
+    try:
+        started = ensure_nats(settings)
+    except ServerError as exc:
+        fail(str(exc))
+    if started:
+        info(f"natsmesh: {started}")
+
+    def ready(url: str) -> None:
+        print(f"gateway: {url} (tools: {url}/tools, OpenAPI: {url}/openapi.json)", flush=True)
+        if not config.tokens:
+            where = (
+                "only this machine can reach it"
+                if config.bind_host in ("127.0.0.1", "localhost", "::1")
+                else "ANYONE who can reach this address can call every tool"
+            )
+            print(
+                f"gateway: no tokens configured, so {where}; set --token or "
+                "NATSMESH_GATEWAY_TOKENS to require `Authorization: Bearer <token>`",
+                flush=True,
+            )
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, config, ready, stop)
+
+    try:
+        asyncio.run(go())
+    except MeshError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        fail(f"cannot serve on {config.bind_host}:{config.port}: {exc.strerror or exc}")
+
+
+def gateway_process(settings: Any, detach: bool) -> subprocess.Popen[bytes]:
+    """Start ``natsmesh gateway`` as a child of ``natsmesh start`` (options from the
+    ``NATSMESH_GATEWAY_*`` environment). Detached, its output goes to the ``gateway`` log
+    and a pid file lets ``natsmesh stop`` stop it; in the foreground its lines are
+    printed with a ``[gateway]`` prefix."""
+    from natsmesh.processes import log_file, pids_dir, worker_env
+
+    command = [sys.executable, "-m", "natsmesh_cli.app", GATEWAY]
+    if not detach:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(settings)
+        )
+        threading.Thread(target=_pump, args=(proc,), daemon=True).start()
+        return proc
+    with open(log_file(settings, GATEWAY), "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=worker_env(settings),
+            start_new_session=True,
+        )
+    pid_file = pids_dir(settings) / f"{GATEWAY}.{proc.pid}.json"
+    pid_file.write_text(json.dumps({"pid": proc.pid, "agent": GATEWAY, "file": ""}))
+    return proc
+
+
+def _pump(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    for line in iter(proc.stdout.readline, b""):
+        sys.stdout.write(f"[{GATEWAY}] {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def report_detached(settings: Any, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Wait until a detached gateway answers ``/healthz``, and say where it is."""
+    import urllib.request
+
+    from natsmesh.edge.gateway import GatewayConfig
+    from natsmesh.processes import log_file
+
+    config = GatewayConfig.from_env()
+    host = "127.0.0.1" if config.bind_host in ("0.0.0.0", "::") else config.bind_host
+    url = f"http://{host}:{config.port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                print(
+                    f"✓ {GATEWAY:<20} pid {proc.pid:<8} {url}  logs: {log_file(settings, GATEWAY)}"
+                )
+                return
+        except OSError:
+            time.sleep(0.2)
+    fail(f"the gateway did not answer at {url}; see `natsmesh logs {GATEWAY}`")
+
+
+def stop_foreground(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a gateway that ``natsmesh start --gateway`` runs in the foreground."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,458 @@
+"""The HTTP gateway: live tools as JSON endpoints, SSE streams and an OpenAPI document.
+
+Routes (each call ends in one ``client.call`` or ``client.stream``)::
+
+    GET  /healthz           the process is up
+    GET  /readyz            NATS is connected and the registry view is loaded (else 503)
+    GET  /tools             the live tools and their schemas, from the registry view
+    GET  /tools/{name}      one of them (404 when no live agent offers it)
+    POST /tools/{name}      call it: JSON arguments in, JSON result out; query parameters
+                            ``tags``, ``version``, ``timeout``; ``Accept: text/event-stream``
+                            streams it (see :mod:`natsmesh.edge.responses`)
+    GET  /openapi.json      OpenAPI 3.1, one path per live tool
+
+Other faces plug in as :class:`Face` objects (routes, a lifespan, public paths): the MCP
+server at ``/mcp`` and the dashboard at ``/`` and ``/metrics`` come from
+:func:`optional_faces` when their modules are installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import natsmesh
+from natsmesh import wire
+from natsmesh.client import CallContext, MeshClient
+from natsmesh.config import Settings
+from natsmesh.edge import openapi
+from natsmesh.edge.auth import BearerAuth
+from natsmesh.edge.http_errors import BAD_REQUEST, HttpError
+from natsmesh.edge.responses import CLIENT_GONE, CallResponse, EventStreamResponse
+from natsmesh.errors import MeshError, NoProvider
+from natsmesh.selection import parse_constraint
+from natsmesh.specs import parse_tags
+from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
+from natsmesh.tracing.context import parse_traceparent as parse_tp
+
+log = logging.getLogger("natsmesh.gateway")
+
+DEFAULT_PORT = 8080
+LOOPBACK = "127.0.0.1"
+#: paths served without a token, so that probes need no secret
+PUBLIC_PATHS = ("/healthz", "/readyz")
+TRACE_ID_HEADER = "x-trace-id"
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway serves. Build it with :meth:`from_env` (``NATSMESH_GATEWAY_*``)."""
+
+    #: ``None``: loopback without tokens, every interface with them
+    host: str | None = None
+    port: int = DEFAULT_PORT
+    tokens: tuple[str, ...] = ()
+    #: largest request body in bytes; ``None``: the NATS server's max payload
+    max_body: int | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> GatewayConfig:
+        """``NATSMESH_GATEWAY_HOST``, ``_PORT``, ``_TOKENS`` (comma-separated), ``_MAX_BODY``;
+        keyword overrides that are not ``None`` win (``tokens`` are added)."""
+        import os
+
+        from natsmesh.edge.auth import parse_tokens
+
+        e = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "host": e.get("NATSMESH_GATEWAY_HOST") or None,
+            "port": int(e.get("NATSMESH_GATEWAY_PORT") or DEFAULT_PORT),
+            "max_body": int(e["NATSMESH_GATEWAY_MAX_BODY"])
+            if e.get("NATSMESH_GATEWAY_MAX_BODY")
+            else None,
+        }
+        tokens = parse_tokens([e.get("NATSMESH_GATEWAY_TOKENS", ""), *overrides.pop("tokens", ())])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(tokens=tokens, **values)
+
+    @property
+    def bind_host(self) -> str:
+        """The address to bind: loopback unless tokens protect the gateway."""
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.tokens else LOOPBACK
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """Something the gateway serves beside its own routes (the MCP server, the dashboard)."""
+
+    routes: Sequence[BaseRoute] = ()
+    #: entered when the gateway starts, left when it stops (a session manager, a poller)
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    #: paths served without a bearer token (an entry ending in ``/`` covers what is below)
+    public: Sequence[str] = ()
+
+
+class _Gateway:
+    """The gateway's own routes, bound to one mesh client."""
+
+    def __init__(self, client: MeshClient, config: GatewayConfig) -> None:
+        self.client = client
+        self.config = config
+        self._catalog: list[dict[str, Any]] | None = None
+        self._document: bytes | None = None
+
+    def changed(self) -> None:
+        """The registry changed: the catalogue and the OpenAPI document are rebuilt."""
+        self._catalog = self._document = None
+
+    def catalog(self) -> list[dict[str, Any]]:
+        if self._catalog is None:
+            self._catalog = openapi.catalog(self.client.view.records.values())
+        return self._catalog
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/tools", self.list_tools),
+            Route("/tools/{name}", self.describe_tool, methods=["GET"]),
+            Route("/tools/{name}", self.call_tool, methods=["POST"]),
+            Route("/openapi.json", self.openapi_json),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        nc = self.client.nc
+        ready = nc.is_connected and not nc.is_reconnecting
+        body = {
+            "ready": ready,
+            "nats": "connected" if ready else "reconnecting" if nc.is_reconnecting else "closed",
+            "instances": len(self.client.view.records),
+            "tools": len(self.catalog()),
+        }
+        return _json(200 if ready else 503, body)
+
+    async def list_tools(self, request: Request) -> Response:
+        return _json(200, {"tools": self.catalog()})
+
+    async def describe_tool(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        for tool in self.catalog():
+            if tool["name"] == name:
+                return _json(200, tool)
+        error = NoProvider(f"no live agent offers a tool named {name!r}")
+        return _json(404, {"error": error.to_wire()})
+
+    async def openapi_json(self, request: Request) -> Response:
+        if self._document is None:
+            doc = openapi.document(self.catalog(), natsmesh.__version__, bool(self.config.tokens))
+            self._document = wire.encode_json(doc)
+        return Response(self._document, media_type="application/json")
+
+    async def call_tool(self, request: Request) -> Any:
+        name = request.path_params["name"]
+        try:
+            options = _call_options(request)
+            body = await _read_body(request, self.config.max_body or self.client.nc.max_payload)
+        except HttpError as exc:
+            return Response(exc.body(), exc.status, media_type="application/json")
+        trace = request_trace(self.client, request, name)
+        headers = [(TRACE_ID_HEADER.encode(), trace.trace_id.encode())]
+        headers.append((b"traceparent", trace.traceparent.encode()))
+        client = self.client
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return EventStreamResponse(
+                lambda: client.stream(name, body, context=trace.context, **options),
+                headers,
+                trace.finish,
+            )
+        return CallResponse(
+            lambda: client.call(name, body, context=trace.context, **options),
+            headers,
+            trace.finish,
+        )
+
+
+def _json(status: int, value: Any) -> Response:
+    return Response(wire.encode_json(value), status, media_type="application/json")
+
+
+def _call_options(request: Request) -> dict[str, Any]:
+    """``tags``, ``version`` and ``timeout`` from the query string; 400 when malformed."""
+    query = request.query_params
+    options: dict[str, Any] = {}
+    try:
+        if query.get("tags"):
+            options["tags"] = parse_tags(query["tags"])
+        if query.get("version"):
+            parse_constraint(query["version"])
+            options["version"] = query["version"]
+        if query.get("timeout"):
+            timeout = float(query["timeout"])
+            if not timeout > 0:
+                raise ValueError("timeout must be a positive number of seconds")
+            options["timeout"] = timeout
+    except (ValueError, TypeError) as exc:
+        raise HttpError(400, BAD_REQUEST, f"bad query parameter: {exc}") from None
+    return options
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, checked to be a JSON object (or empty); 400 or 413 otherwise."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise HttpError(400, BAD_REQUEST, "malformed Content-Length")
+        if int(length) > limit:
+            raise HttpError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        return b"{}"
+    try:
+        value = wire.decode_json(body)
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HttpError(400, BAD_REQUEST, f"malformed JSON body: {message}") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, BAD_REQUEST, "the body must be a JSON object of the tool's arguments")
+    return body
+
+
+@dataclasses.dataclass
+class RequestTrace:
+    """The trace one HTTP request belongs to, and the gateway's span in it."""
+
+    #: what the mesh call continues
+    context: CallContext
+    trace_id: str
+    #: the gateway's span, sent back in the response's ``traceparent`` header
+    traceparent: str
+    span: Any = None
+
+    def finish(self, status: int, error: MeshError | None) -> None:
+        """End the gateway's span with the response's status."""
+        span = self.span
+        if span is None:
+            return
+        span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            _fail(span, error.type, error.message)
+        elif status == CLIENT_GONE:
+            _fail(span, "cancelled", "the HTTP client went away")
+        span.end()
+
+
+def _fail(span: Any, error_type: str, message: str) -> None:
+    from natsmesh.tracing.spans import Tracing
+
+    Tracing.fail(span, error_type, message)
+
+
+def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTrace:
+    """The gateway's SERVER span for a call request, child of the client's ``traceparent``
+    when it sent one, else the root of a new trace. Without tracing, no span is recorded
+    but the call still carries a trace context (the client's, or a new one)."""
+    traceparent = request.headers.get("traceparent")
+    tracestate = request.headers.get("tracestate")
+    tracing = client.tracing
+    if tracing is None:
+        parent = parse_tp(traceparent)
+        if parent is None:
+            traceparent, tracestate = format_traceparent(new_trace_id(), new_span_id()), None
+            parent = parse_tp(traceparent)
+        assert parent is not None and traceparent is not None
+        return RequestTrace(
+            CallContext(traceparent=traceparent, tracestate=tracestate),
+            parent.trace_id,
+            traceparent,
+        )
+    span = tracing.start_server(
+        f"POST /tools/{tool}",
+        request.headers,
+        {
+            "http.request.method": request.method,
+            "http.route": "/tools/{name}",
+            "url.path": request.url.path,
+            "mesh.tool": tool,
+        },
+    )
+    return RequestTrace(
+        CallContext(traceparent=span.traceparent, tracestate=tracestate),
+        f"{span.trace_id:032x}",
+        span.traceparent,
+        span,
+    )
+
+
+class _Asgi:
+    """An ASGI app as a route endpoint (Starlette would treat a plain function as a view)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def mounted(path: str, app: ASGIApp) -> Face:
+    """A face serving the ASGI ``app`` at exactly ``path`` (the path is passed on unchanged);
+    a Starlette app's own lifespan runs with the gateway's."""
+    router = getattr(app, "router", None)
+    lifespan = None
+    if router is not None and hasattr(router, "lifespan_context"):
+        lifespan = lambda: router.lifespan_context(app)  # noqa: E731
+    return Face(routes=[Route(path, _Asgi(app)), Route(f"{path}/", _Asgi(app))], lifespan=lifespan)
+
+
+def optional_faces(client: MeshClient, config: GatewayConfig) -> list[Face]:
+    """The MCP face (``natsmesh.edge.mcp_server.mcp_asgi_app(client)`` at ``/mcp``) and the
+    dashboard (``natsmesh.edge.dashboard.dashboard_routes(client)``), when installed."""
+    import importlib
+
+    faces: list[Face] = []
+    for module_name, factory, path in (
+        ("natsmesh.edge.mcp_server", "mcp_asgi_app", "/mcp"),
+        ("natsmesh.edge.dashboard", "dashboard_routes", "/"),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            log.debug("gateway: no %s (%s)", module_name, exc)
+            continue
+        made = getattr(module, factory)(client)
+        if isinstance(made, Face):
+            faces.append(made)
+        elif isinstance(made, list | tuple):
+            faces.append(Face(routes=list(made)))
+        elif path == "/":
+            faces.append(Face(routes=[Mount("/", made)]))
+        else:
+            faces.append(mounted(path, made))
+    return faces
+
+
+def build_app(
+    client: MeshClient, config: GatewayConfig | None = None, faces: Sequence[Face] = ()
+) -> Starlette:
+    """The gateway's ASGI app over a connected client, with extra ``faces`` mounted.
+
+    Its own routes come first; a face cannot shadow them. Bearer authentication covers
+    every route but ``/healthz``, ``/readyz`` and the faces' public paths.
+    """
+    config = config or GatewayConfig()
+    gateway = _Gateway(client, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        remove = client.view.add_listener(gateway.changed)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for face in faces:
+                    if face.lifespan is not None:
+                        await stack.enter_async_context(face.lifespan())
+                yield
+        finally:
+            remove()
+
+    public = [*PUBLIC_PATHS, *(p for face in faces for p in face.public)]
+    return Starlette(
+        routes=[*gateway.routes(), *(r for face in faces for r in face.routes)],
+        middleware=[Middleware(BearerAuth, tokens=config.tokens, public=public)],
+        lifespan=lifespan,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: whoever runs the gateway decides when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 picks a free one (read it from ``getsockname``)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def running(app: ASGIApp, sock: socket.socket) -> AsyncIterator[_Server]:
+    """Serve ``app`` with uvicorn on ``sock`` until the block ends (then a graceful stop)."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=30,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway http server")
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the gateway's HTTP server stopped while starting")
+                await asyncio.sleep(0.01)
+        yield server
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve(
+    settings: Settings,
+    config: GatewayConfig,
+    ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Connect to the mesh as ``gateway`` and serve until ``stop`` is set (or forever).
+
+    ``ready(url)`` is called once the gateway answers.
+    """
+    from natsmesh.session import connect
+
+    sock = bind(config.bind_host, config.port)
+    try:
+        async with connect(settings, caller="gateway", tracing=settings.tracing) as client:
+            app = build_app(client, config, optional_faces(client, config))
+            async with running(app, sock):
+                if ready is not None:
+                    ready(url_of(sock))
+                await (stop or asyncio.Event()).wait()
+    finally:
+        sock.close()
