@@ -140,11 +140,11 @@ class _Gateway:
         return _json(200, {"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        nc = self.client.nc
-        ready = nc.is_connected and not nc.is_reconnecting
+        state = self.client.transport.state
+        ready = state == "connected"
         body = {
             "ready": ready,
-            "nats": "connected" if ready else "reconnecting" if nc.is_reconnecting else "closed",
+            "nats": state,
             "instances": len(self.client.view.records),
             "tools": len(self.catalog()),
         }
@@ -171,7 +171,9 @@ class _Gateway:
         name = request.path_params["name"]
         try:
             options = _call_options(request)
-            body = await _read_body(request, self.config.max_body or self.client.nc.max_payload)
+            body = await _read_body(
+                request, self.config.max_body or self.client.transport.max_payload
+            )
         except HttpError as exc:
             return Response(exc.body(), exc.status, media_type="application/json")
         trace = request_trace(self.client, request, name)
@@ -260,16 +262,10 @@ class RequestTrace:
             return
         span.set_attribute("http.response.status_code", status)
         if error is not None:
-            _fail(span, error.type, error.message)
+            span.fail(error.type, error.message)
         elif status == CLIENT_GONE:
-            _fail(span, "cancelled", "the HTTP client went away")
+            span.fail("cancelled", "the HTTP client went away")
         span.end()
-
-
-def _fail(span: Any, error_type: str, message: str) -> None:
-    from natsmesh.tracing.spans import Tracing
-
-    Tracing.fail(span, error_type, message)
 
 
 def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTrace:
@@ -302,7 +298,7 @@ def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTra
     )
     return RequestTrace(
         CallContext(traceparent=span.traceparent, tracestate=tracestate),
-        f"{span.trace_id:032x}",
+        span.trace_id_hex,
         span.traceparent,
         span,
     )

@@ -32,9 +32,6 @@ from tests.helpers import TEST_AGENTS
 STREAM_AGENT = TEST_AGENTS / "stream_agent.py"
 SSE = {"accept": "text/event-stream"}
 SERVER, CLIENT = 1, 2
-# streaming and cancellation ride on the call protocol 2 (the lead's change); until it is
-# on main, a streaming tool cannot be awaited and a cancelled caller does not reach the worker
-needs_protocol_2 = pytest.mark.xfail(reason="needs call protocol 2 (streaming)", strict=False)
 
 
 @pytest.fixture
@@ -182,7 +179,7 @@ async def test_json_call_with_tags_version_and_timeout(gw: Gateway) -> None:
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"total": 5, "parts": [2, 3]}
     empty = await gw.http.post("/tools/count", content=b"")  # no body: the defaults
-    assert empty.status_code in (200, 502)  # 502 until streaming tools can be awaited
+    assert empty.json() == [0, 1, 2]  # a streaming tool's collected result
     ok = await gw.http.post(
         "/tools/add", params={"tags": "math", "version": ">=1.0"}, json={"a": 1}
     )
@@ -331,18 +328,15 @@ async def test_faces_are_mounted_and_can_be_public(serve_gateway) -> None:
 # --- Server-Sent Events ---------------------------------------------------------------------
 
 
-@needs_protocol_2
 async def test_sse_stream_is_read_to_its_end(gw: Gateway) -> None:
     async with gw.http.stream("POST", "/tools/count", json={"n": 3}, headers=SSE) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert parse_tp(response.headers["traceparent"]) is not None
         got = [e async for e in events(response)]
-    assert got[:3] == [("chunk", 0), ("chunk", 1), ("chunk", 2)]
-    assert got[3][0] == "result" and len(got) == 4
+    assert got == [("chunk", 0), ("chunk", 1), ("chunk", 2), ("result", [0, 1, 2])]
 
 
-@needs_protocol_2
 async def test_sse_error_after_chunks_is_an_error_event(gw: Gateway) -> None:
     body = {"n": 5, "fail_at": 2}
     async with gw.http.stream("POST", "/tools/count", json=body, headers=SSE) as response:
@@ -366,7 +360,6 @@ async def test_sse_of_a_plain_tool_and_errors_before_the_first_event(gw: Gateway
 # --- disconnects cancel the work ------------------------------------------------------------
 
 
-@needs_protocol_2
 async def test_disconnect_mid_stream_cancels_the_workers_task(
     gw: Gateway, agent_module: ModuleType
 ) -> None:
@@ -383,7 +376,6 @@ async def test_disconnect_mid_stream_cancels_the_workers_task(
     assert key in agent_module.cancelled
 
 
-@needs_protocol_2
 async def test_disconnect_during_a_call_cancels_the_workers_task(
     gw: Gateway, agent_module: ModuleType
 ) -> None:
