@@ -56,6 +56,11 @@ LOOPBACK = "127.0.0.1"
 #: paths served without a token, so that probes need no secret
 PUBLIC_PATHS = ("/healthz", "/readyz")
 TRACE_ID_HEADER = "x-trace-id"
+#: the optional faces: (module, factory called with the client, path it is served at)
+FACTORIES = (
+    ("natsmesh.edge.mcp_server", "mcp_asgi_app", "/mcp"),
+    ("natsmesh.edge.dashboard", "dashboard_routes", "/"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,39 +320,53 @@ class _Asgi:
 
 
 def mounted(path: str, app: ASGIApp) -> Face:
-    """A face serving the ASGI ``app`` at exactly ``path`` (the path is passed on unchanged);
-    a Starlette app's own lifespan runs with the gateway's."""
+    """A face serving the ASGI ``app`` at ``path`` and below (the path is passed on
+    unchanged). The app's own lifespan runs with the gateway's: its ``lifespan()`` method
+    when it has one (``McpApp``), else a Starlette app's router lifespan."""
+    own = getattr(app, "lifespan", None)
     router = getattr(app, "router", None)
-    lifespan = None
-    if router is not None and hasattr(router, "lifespan_context"):
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    if callable(own):
+        lifespan = own
+    elif router is not None and hasattr(router, "lifespan_context"):
         lifespan = lambda: router.lifespan_context(app)  # noqa: E731
-    return Face(routes=[Route(path, _Asgi(app)), Route(f"{path}/", _Asgi(app))], lifespan=lifespan)
+    endpoint = _Asgi(app)
+    return Face(
+        routes=[Route(path, endpoint), Route(path.rstrip("/") + "/{rest:path}", endpoint)],
+        lifespan=lifespan,
+    )
+
+
+def as_face(made: Any, path: str) -> Face:
+    """What a face factory returned, as a :class:`Face`: a face as it is; a list of routes;
+    an object with ``routes()`` and ``lifespan()`` (a dashboard); or an ASGI app, served
+    at ``path``."""
+    if isinstance(made, Face):
+        return made
+    if isinstance(made, list | tuple):
+        return Face(routes=list(made))
+    routes = getattr(made, "routes", None)
+    if callable(routes) and callable(getattr(made, "lifespan", None)):
+        return Face(routes=list(routes()), lifespan=made.lifespan)
+    if path == "/":
+        return Face(routes=[Mount("/", made)])
+    return mounted(path, made)
 
 
 def optional_faces(client: MeshClient, config: GatewayConfig) -> list[Face]:
-    """The MCP face (``natsmesh.edge.mcp_server.mcp_asgi_app(client)`` at ``/mcp``) and the
-    dashboard (``natsmesh.edge.dashboard.dashboard_routes(client)``), when installed."""
+    """The faces whose modules are installed, each made by one factory called with the
+    client: ``natsmesh.edge.mcp_server.mcp_asgi_app`` (served at ``/mcp``) and
+    ``natsmesh.edge.dashboard.dashboard_routes`` (``/``, ``/metrics``); see :func:`as_face`."""
     import importlib
 
     faces: list[Face] = []
-    for module_name, factory, path in (
-        ("natsmesh.edge.mcp_server", "mcp_asgi_app", "/mcp"),
-        ("natsmesh.edge.dashboard", "dashboard_routes", "/"),
-    ):
+    for module_name, factory, path in FACTORIES:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             log.debug("gateway: no %s (%s)", module_name, exc)
             continue
-        made = getattr(module, factory)(client)
-        if isinstance(made, Face):
-            faces.append(made)
-        elif isinstance(made, list | tuple):
-            faces.append(Face(routes=list(made)))
-        elif path == "/":
-            faces.append(Face(routes=[Mount("/", made)]))
-        else:
-            faces.append(mounted(path, made))
+        faces.append(as_face(getattr(module, factory)(client), path))
     return faces
 
 

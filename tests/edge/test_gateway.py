@@ -457,3 +457,52 @@ async def test_without_a_traceparent_the_gateway_starts_a_trace(
     assert http.parent_id is None and http.status == 2
     assert http.attrs["error.type"] == "tool_error"
     assert http.attrs["http.response.status_code"] == 502
+
+
+async def test_optional_faces_are_found_by_module(serve_gateway, monkeypatch) -> None:
+    """The seam for the MCP face and the dashboard: a module with the factory is enough."""
+    import sys
+    from types import SimpleNamespace
+
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from natsmesh.edge.gateway import optional_faces
+
+    log: list[str] = []
+
+    class McpLike:  # an ASGI app with its own lifespan, like the MCP face's
+        def __init__(self, client: MeshClient) -> None:
+            self.client = client
+
+        def lifespan(self) -> Any:
+            class Span:
+                async def __aenter__(self) -> None:
+                    log.append("mcp up")
+
+                async def __aexit__(self, *exc: object) -> None:
+                    log.append("mcp down")
+
+            return Span()
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await PlainTextResponse(f"mcp {scope['method']} {scope['path']}")(scope, receive, send)
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("dashboard")
+
+    monkeypatch.setitem(
+        sys.modules, "natsmesh.edge.mcp_server", SimpleNamespace(mcp_asgi_app=McpLike)
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "natsmesh.edge.dashboard",
+        SimpleNamespace(dashboard_routes=lambda client: [Route("/", home), Route("/tools", home)]),
+    )
+    probe = await serve_gateway()
+    gw = await serve_gateway(faces=optional_faces(probe.client, GatewayConfig()))
+    assert log == ["mcp up"]
+    assert (await gw.http.post("/mcp")).text == "mcp POST /mcp"
+    assert (await gw.http.get("/mcp/x")).text == "mcp GET /mcp/x"
+    assert (await gw.http.get("/")).text == "dashboard"
+    assert "tools" in (await gw.http.get("/tools")).json()  # a face cannot shadow the gateway
