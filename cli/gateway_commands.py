@@ -46,6 +46,7 @@ def gateway_command(
     from natsmesh.edge.gateway import GatewayConfig, serve
     from natsmesh.errors import MeshError
     from natsmesh.processes import ensure_nats
+    from natsmesh.runtime import event_loop_runner
     from natsmesh.server import ServerError
     from natsmesh.worker import setup_logging
 
@@ -84,7 +85,8 @@ def gateway_command(
         await serve(settings, config, ready, stop)
 
     try:
-        asyncio.run(go())
+        with event_loop_runner() as runner:
+            runner.run(go())
     except MeshError as exc:
         fail(exc.message)
     except OSError as exc:

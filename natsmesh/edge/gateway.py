@@ -413,6 +413,8 @@ def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket; port 0 picks a free one (read it from ``getsockname``)."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     sock = socket.create_server((host, port), family=family, backlog=2048)
+    # accepted sockets inherit it: a response's head and body must not wait for an ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     return sock
 
