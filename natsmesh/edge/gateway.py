@@ -208,7 +208,8 @@ def _call_options(request: Request) -> dict[str, Any]:
     options: dict[str, Any] = {}
     try:
         if query.get("tags"):
-            options["tags"] = parse_tags(query["tags"])
+            # a tag has no spaces: one here is a `+` (preferred) that was not URL-encoded
+            options["tags"] = parse_tags(query["tags"].replace(" ", "+"))
         if query.get("version"):
             parse_constraint(query["version"])
             options["version"] = query["version"]

@@ -184,6 +184,9 @@ async def test_json_call_with_tags_version_and_timeout(gw: Gateway) -> None:
         "/tools/add", params={"tags": "math", "version": ">=1.0"}, json={"a": 1}
     )
     assert ok.json()["total"] == 1
+    # `+` preferred, whether URL-encoded or not (a bare `+` arrives as a space)
+    assert (await gw.http.post("/tools/add?tags=+fast", json={"a": 1})).status_code == 200
+    assert (await gw.http.post("/tools/add?tags=%2Bfast", json={"a": 1})).status_code == 200
     for params in ({"tags": "-math"}, {"tags": "fast"}, {"version": ">=2"}):
         refused = await gw.http.post("/tools/add", params=params, json={"a": 1})
         assert refused.status_code == 404, params
@@ -290,6 +293,16 @@ async def test_bearer_tokens(serve_gateway) -> None:
     assert (await gw.http.get("/readyz")).status_code == 200
     doc = (await gw.http.get("/openapi.json", headers={"authorization": "Bearer s3cret"})).json()
     assert doc["security"] == [{"bearer": []}]
+
+
+def test_the_listening_socket_sends_small_writes_at_once() -> None:
+    import socket
+
+    sock = bind("127.0.0.1", 0)  # accepted connections inherit TCP_NODELAY (no 40 ms stalls)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
 
 
 def test_config_from_env_binds_loopback_without_tokens() -> None:
