@@ -43,7 +43,8 @@ def gateway_command(
     import signal
 
     from natsmesh.config import Settings
-    from natsmesh.edge.gateway import GatewayConfig, serve
+    from natsmesh.edge.gateway import GatewayConfig
+    from natsmesh.edge.serving import serve
     from natsmesh.errors import MeshError
     from natsmesh.processes import ensure_nats
     from natsmesh.runtime import event_loop_runner

@@ -11,36 +11,31 @@ Routes (each call ends in one ``client.call`` or ``client.stream``)::
                             streams it (see :mod:`natsmesh.edge.responses`)
     GET  /openapi.json      OpenAPI 3.1, one path per live tool
 
-Other faces plug in as :class:`Face` objects (routes, a lifespan, public paths): the MCP
-server at ``/mcp`` and the dashboard at ``/`` and ``/metrics`` come from
-:func:`optional_faces` when their modules are installed.
+Other faces plug in as :class:`~natsmesh.edge.faces.Face` objects (routes, a lifespan,
+public paths): the MCP server at ``/mcp`` and the dashboard at ``/`` and ``/metrics``
+come from :func:`~natsmesh.edge.faces.optional_faces` when their modules are installed;
+:mod:`natsmesh.edge.serving` runs it all with uvicorn.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import logging
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
 
 import natsmesh
 from natsmesh import wire
 from natsmesh.client import CallContext, MeshClient
-from natsmesh.config import Settings
 from natsmesh.edge import openapi
 from natsmesh.edge.auth import BearerAuth
+from natsmesh.edge.faces import Face
 from natsmesh.edge.http_errors import BAD_REQUEST, HttpError
 from natsmesh.edge.responses import CLIENT_GONE, CallResponse, EventStreamResponse
 from natsmesh.errors import MeshError, NoProvider
@@ -49,18 +44,11 @@ from natsmesh.specs import parse_tags
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
 from natsmesh.tracing.context import parse_traceparent as parse_tp
 
-log = logging.getLogger("natsmesh.gateway")
-
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
 #: paths served without a token, so that probes need no secret
 PUBLIC_PATHS = ("/healthz", "/readyz")
 TRACE_ID_HEADER = "x-trace-id"
-#: the optional faces: (module, factory called with the client, path it is served at)
-FACTORIES = (
-    ("natsmesh.edge.mcp_server", "mcp_asgi_app", "/mcp"),
-    ("natsmesh.edge.dashboard", "dashboard_routes", "/"),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,17 +88,6 @@ class GatewayConfig:
         if self.host:
             return self.host
         return "0.0.0.0" if self.tokens else LOOPBACK
-
-
-@dataclasses.dataclass(frozen=True)
-class Face:
-    """Something the gateway serves beside its own routes (the MCP server, the dashboard)."""
-
-    routes: Sequence[BaseRoute] = ()
-    #: entered when the gateway starts, left when it stops (a session manager, a poller)
-    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
-    #: paths served without a bearer token (an entry ending in ``/`` covers what is below)
-    public: Sequence[str] = ()
 
 
 class _Gateway:
@@ -310,67 +287,6 @@ def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTra
     )
 
 
-class _Asgi:
-    """An ASGI app as a route endpoint (Starlette would treat a plain function as a view)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-
-def mounted(path: str, app: ASGIApp) -> Face:
-    """A face serving the ASGI ``app`` at ``path`` and below (the path is passed on
-    unchanged). The app's own lifespan runs with the gateway's: its ``lifespan()`` method
-    when it has one (``McpApp``), else a Starlette app's router lifespan."""
-    own = getattr(app, "lifespan", None)
-    router = getattr(app, "router", None)
-    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
-    if callable(own):
-        lifespan = own
-    elif router is not None and hasattr(router, "lifespan_context"):
-        lifespan = lambda: router.lifespan_context(app)  # noqa: E731
-    endpoint = _Asgi(app)
-    return Face(
-        routes=[Route(path, endpoint), Route(path.rstrip("/") + "/{rest:path}", endpoint)],
-        lifespan=lifespan,
-    )
-
-
-def as_face(made: Any, path: str) -> Face:
-    """What a face factory returned, as a :class:`Face`: a face as it is; a list of routes;
-    an object with ``routes()`` and ``lifespan()`` (a dashboard); or an ASGI app, served
-    at ``path``."""
-    if isinstance(made, Face):
-        return made
-    if isinstance(made, list | tuple):
-        return Face(routes=list(made))
-    routes = getattr(made, "routes", None)
-    if callable(routes) and callable(getattr(made, "lifespan", None)):
-        return Face(routes=list(routes()), lifespan=made.lifespan)
-    if path == "/":
-        return Face(routes=[Mount("/", made)])
-    return mounted(path, made)
-
-
-def optional_faces(client: MeshClient, config: GatewayConfig) -> list[Face]:
-    """The faces whose modules are installed, each made by one factory called with the
-    client: ``natsmesh.edge.mcp_server.mcp_asgi_app`` (served at ``/mcp``) and
-    ``natsmesh.edge.dashboard.dashboard_routes`` (``/``, ``/metrics``); see :func:`as_face`."""
-    import importlib
-
-    faces: list[Face] = []
-    for module_name, factory, path in FACTORIES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            log.debug("gateway: no %s (%s)", module_name, exc)
-            continue
-        faces.append(as_face(getattr(module, factory)(client), path))
-    return faces
-
-
 def build_app(
     client: MeshClient, config: GatewayConfig | None = None, faces: Sequence[Face] = ()
 ) -> Starlette:
@@ -400,77 +316,3 @@ def build_app(
         middleware=[Middleware(BearerAuth, tokens=config.tokens, public=public)],
         lifespan=lifespan,
     )
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: whoever runs the gateway decides when it stops."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; port 0 picks a free one (read it from ``getsockname``)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=2048)
-    # accepted sockets inherit it: a response's head and body must not wait for an ACK
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-@contextlib.asynccontextmanager
-async def running(app: ASGIApp, sock: socket.socket) -> AsyncIterator[_Server]:
-    """Serve ``app`` with uvicorn on ``sock`` until the block ends (then a graceful stop)."""
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        timeout_keep_alive=30,
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway http server")
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the gateway's HTTP server stopped while starting")
-                await asyncio.sleep(0.01)
-        yield server
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def serve(
-    settings: Settings,
-    config: GatewayConfig,
-    ready: Callable[[str], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Connect to the mesh as ``gateway`` and serve until ``stop`` is set (or forever).
-
-    ``ready(url)`` is called once the gateway answers.
-    """
-    from natsmesh.session import connect
-
-    sock = bind(config.bind_host, config.port)
-    try:
-        async with connect(settings, caller="gateway", tracing=settings.tracing) as client:
-            app = build_app(client, config, optional_faces(client, config))
-            async with running(app, sock):
-                if ready is not None:
-                    ready(url_of(sock))
-                await (stop or asyncio.Event()).wait()
-    finally:
-        sock.close()

@@ -17,8 +17,10 @@ from natsmesh import subjects, wire
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.edge import openapi
-from natsmesh.edge.gateway import Face, GatewayConfig, bind, build_app, running, url_of
+from natsmesh.edge.faces import Face, optional_faces
+from natsmesh.edge.gateway import GatewayConfig, build_app
 from natsmesh.edge.http_errors import STATUS
+from natsmesh.edge.serving import bind, running, url_of
 from natsmesh.errors import ERROR_TYPES
 from natsmesh.loader import import_file, load_file
 from natsmesh.registry import open_bucket
@@ -480,8 +482,6 @@ async def test_optional_faces_are_found_by_module(serve_gateway, monkeypatch) ->
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from natsmesh.edge.gateway import optional_faces
-
     log: list[str] = []
 
     class McpLike:  # an ASGI app with its own lifespan, like the MCP face's
@@ -513,7 +513,7 @@ async def test_optional_faces_are_found_by_module(serve_gateway, monkeypatch) ->
         SimpleNamespace(dashboard_routes=lambda client: [Route("/", home), Route("/tools", home)]),
     )
     probe = await serve_gateway()
-    gw = await serve_gateway(faces=optional_faces(probe.client, GatewayConfig()))
+    gw = await serve_gateway(faces=optional_faces(probe.client))
     assert log == ["mcp up"]
     assert (await gw.http.post("/mcp")).text == "mcp POST /mcp"
     assert (await gw.http.get("/mcp/x")).text == "mcp GET /mcp/x"
