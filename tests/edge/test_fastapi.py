@@ -59,7 +59,7 @@ async def planner_app(start_agents, settings: Settings, monkeypatch) -> AsyncIte
     app = example_app()
     async for http in serving(app):
         client = app.state.natsmesh
-        await client.view.wait_for(lambda v: v.has("plan_trip"), timeout=10)
+        await client.view.wait_for(lambda v: len(v.records) == len(PLANNER), timeout=10)
         yield http, client
 
 
