@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import typer
 from natsmesh_cli.output import fail, info
 
 GATEWAY = "gateway"
+_COMMAND = [sys.executable, "-m", "natsmesh_cli.app", GATEWAY]
 
 
 def gateway_command(
@@ -94,31 +96,16 @@ def gateway_command(
         fail(f"cannot serve on {config.bind_host}:{config.port}: {exc.strerror or exc}")
 
 
-def gateway_process(settings: Any, detach: bool) -> subprocess.Popen[bytes]:
-    """Start ``natsmesh gateway`` as a child of ``natsmesh start`` (options from the
-    ``NATSMESH_GATEWAY_*`` environment). Detached, its output goes to the ``gateway`` log
-    and a pid file lets ``natsmesh stop`` stop it; in the foreground its lines are
-    printed with a ``[gateway]`` prefix."""
-    from natsmesh.processes import log_file, pids_dir, worker_env
+def gateway_process(settings: Any) -> subprocess.Popen[bytes]:
+    """Start ``natsmesh gateway`` as a child of ``natsmesh start`` in the foreground
+    (options from the ``NATSMESH_GATEWAY_*`` environment); its lines are printed with a
+    ``[gateway]`` prefix."""
+    from natsmesh.processes import worker_env
 
-    command = [sys.executable, "-m", "natsmesh_cli.app", GATEWAY]
-    if not detach:
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(settings)
-        )
-        threading.Thread(target=_pump, args=(proc,), daemon=True).start()
-        return proc
-    with open(log_file(settings, GATEWAY), "ab") as out:
-        proc = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=worker_env(settings),
-            start_new_session=True,
-        )
-    pid_file = pids_dir(settings) / f"{GATEWAY}.{proc.pid}.json"
-    pid_file.write_text(json.dumps({"pid": proc.pid, "agent": GATEWAY, "file": ""}))
+    proc = subprocess.Popen(
+        _COMMAND, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(settings)
+    )
+    threading.Thread(target=_pump, args=(proc,), daemon=True).start()
     return proc
 
 
@@ -129,27 +116,36 @@ def _pump(proc: subprocess.Popen[bytes]) -> None:
         sys.stdout.flush()
 
 
-def report_detached(settings: Any, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """Wait until a detached gateway answers ``/healthz``, and say where it is."""
-    import urllib.request
+def start_detached(settings: Any, timeout: float = 20) -> None:
+    """Start the gateway in the background for ``natsmesh start -d --gateway``: its output
+    goes to the ``gateway`` log and a pid file lets ``natsmesh stop`` stop it. Waits until
+    it serves (its log says where) and prints the address."""
+    from natsmesh.processes import log_file, pids_dir, worker_env
 
-    from natsmesh.edge.gateway import GatewayConfig
-    from natsmesh.processes import log_file
-
-    config = GatewayConfig.from_env()
-    host = "127.0.0.1" if config.bind_host in ("0.0.0.0", "::") else config.bind_host
-    url = f"http://{host}:{config.port}"
+    log = log_file(settings, GATEWAY)
+    with open(log, "ab") as out:
+        offset = out.tell()
+        proc = subprocess.Popen(
+            _COMMAND,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=worker_env(settings),
+            start_new_session=True,
+        )
+    pid_file = pids_dir(settings) / f"{GATEWAY}.{proc.pid}.json"
+    pid_file.write_text(json.dumps({"pid": proc.pid, "agent": GATEWAY, "file": ""}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                print(
-                    f"✓ {GATEWAY:<20} pid {proc.pid:<8} {url}  logs: {log_file(settings, GATEWAY)}"
-                )
-                return
-        except OSError:
-            time.sleep(0.2)
-    fail(f"the gateway did not answer at {url}; see `natsmesh logs {GATEWAY}`")
+        with open(log, "rb") as f:
+            f.seek(offset)
+            served = re.search(rb"^gateway: (http://\S+)", f.read(), re.MULTILINE)
+        if served:
+            url = served.group(1).decode()
+            print(f"✓ {GATEWAY:<20} pid {proc.pid:<8} {url}  logs: {log}")
+            return
+        time.sleep(0.1)
+    fail(f"the gateway did not start; see `natsmesh logs {GATEWAY}`")
 
 
 def stop_foreground(proc: subprocess.Popen[bytes]) -> None:

@@ -86,13 +86,13 @@ def start_command(
             fail("--watch runs in the foreground; drop -d to use it", 2)
         _start_detached(settings, agents)
         if gateway:
-            from natsmesh_cli.gateway_commands import gateway_process, report_detached
+            from natsmesh_cli.gateway_commands import start_detached
 
-            report_detached(settings, gateway_process(settings, detach=True))
+            start_detached(settings)
     elif gateway:
         from natsmesh_cli.gateway_commands import gateway_process, stop_foreground
 
-        proc = gateway_process(settings, detach=False)
+        proc = gateway_process(settings)
         try:
             _run_foreground(settings, agents, watch)
         finally:

@@ -97,3 +97,34 @@ async def test_start_gateway_serves_the_agents_it_starts(
             assert added.json()["total"] == 42
     finally:
         await stop(proc)
+
+
+async def test_start_detached_gateway_is_stopped_with_the_agents(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from natsmesh.server import pid_alive
+
+    env = {
+        **env_for(settings),
+        "NATSMESH_HOME": str(tmp_path),
+        "NATSMESH_GATEWAY_PORT": "0",
+        "NATSMESH_GATEWAY_HOST": "127.0.0.1",
+    }
+    env.pop("NATSMESH_GATEWAY_TOKENS", None)
+    start = await natsmesh(
+        "start", "-d", "--gateway", str(TEST_AGENTS / "stream_agent.py"), env=env
+    )
+    out, _ = await asyncio.wait_for(start.communicate(), 60)
+    assert start.returncode == 0, out
+    line = next(x for x in out.decode().splitlines() if x.startswith("✓ gateway"))
+    pid, url = int(line.split()[3]), line.split()[4]
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            tools = (await http.get("/tools")).json()["tools"]
+        assert "add" in {t["name"] for t in tools}
+        assert "gateway: http://" in (tmp_path / "logs" / "gateway.log").read_text()
+    finally:
+        stop_all = await natsmesh("stop", env=env)
+        out, _ = await asyncio.wait_for(stop_all.communicate(), 60)
+    assert f"stopped gateway (pid {pid})" in out.decode()
+    assert not pid_alive(pid)
