@@ -71,12 +71,18 @@ class GatewayConfig:
         from natsmesh.edge.auth import parse_tokens
 
         e = os.environ if env is None else env
+
+        def number(name: str) -> int | None:
+            text = e.get(name, "").strip()
+            if text and not text.isdigit():
+                raise ValueError(f"{name} must be a whole number, not {text!r}")
+            return int(text) if text else None
+
+        port = number("NATSMESH_GATEWAY_PORT")
         values: dict[str, Any] = {
             "host": e.get("NATSMESH_GATEWAY_HOST") or None,
-            "port": int(e.get("NATSMESH_GATEWAY_PORT") or DEFAULT_PORT),
-            "max_body": int(e["NATSMESH_GATEWAY_MAX_BODY"])
-            if e.get("NATSMESH_GATEWAY_MAX_BODY")
-            else None,
+            "port": DEFAULT_PORT if port is None else port,
+            "max_body": number("NATSMESH_GATEWAY_MAX_BODY"),
         }
         tokens = parse_tokens([e.get("NATSMESH_GATEWAY_TOKENS", ""), *overrides.pop("tokens", ())])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -315,6 +315,9 @@ def test_config_from_env_binds_loopback_without_tokens() -> None:
     assert config.tokens == ("a", "b", "c") and config.port == 9000
     assert config.bind_host == "0.0.0.0"
     assert GatewayConfig.from_env({}, host="::1", tokens=["t"]).bind_host == "::1"
+    assert GatewayConfig.from_env({"NATSMESH_GATEWAY_PORT": "0"}).port == 0
+    with pytest.raises(ValueError, match="NATSMESH_GATEWAY_MAX_BODY must be a whole number"):
+        GatewayConfig.from_env({"NATSMESH_GATEWAY_MAX_BODY": "1e6"})
 
 
 async def test_faces_are_mounted_and_can_be_public(serve_gateway) -> None:
