@@ -33,6 +33,12 @@ def gateway_command(
         help="Bearer token clients must send; repeat for several "
         "($NATSMESH_GATEWAY_TOKENS, comma-separated).",
     ),
+    cors_origin: list[str] = typer.Option(
+        None,
+        "--cors-origin",
+        help="Browser origin allowed to call the gateway (CORS), e.g. https://app.example; "
+        "repeat for several ($NATSMESH_GATEWAY_CORS_ORIGINS, comma-separated; * for any).",
+    ),
     max_body: int = typer.Option(
         None,
         "--max-body",
@@ -56,7 +62,13 @@ def gateway_command(
     settings = Settings.from_env()
     setup_logging(settings.debug)
     try:
-        config = GatewayConfig.from_env(host=host, port=port, tokens=token or (), max_body=max_body)
+        config = GatewayConfig.from_env(
+            host=host,
+            port=port,
+            tokens=token or (),
+            cors_origins=cors_origin or (),
+            max_body=max_body,
+        )
     except ValueError as exc:
         fail(f"bad gateway setting: {exc}", 2)
     try:

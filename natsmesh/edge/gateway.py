@@ -61,11 +61,14 @@ class GatewayConfig:
     tokens: tuple[str, ...] = ()
     #: largest request body in bytes; ``None``: the NATS server's max payload
     max_body: int | None = None
+    #: browser origins allowed to call the gateway (CORS), e.g. ``https://app.example``
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> GatewayConfig:
-        """``NATSMESH_GATEWAY_HOST``, ``_PORT``, ``_TOKENS`` (comma-separated), ``_MAX_BODY``;
-        keyword overrides that are not ``None`` win (``tokens`` are added)."""
+        """``NATSMESH_GATEWAY_HOST``, ``_PORT``, ``_TOKENS`` and ``_CORS_ORIGINS``
+        (comma-separated), ``_MAX_BODY``; keyword overrides that are not ``None`` win
+        (``tokens`` and ``cors_origins`` are added)."""
         import os
 
         from natsmesh.edge.auth import parse_tokens
@@ -85,8 +88,11 @@ class GatewayConfig:
             "max_body": number("NATSMESH_GATEWAY_MAX_BODY"),
         }
         tokens = parse_tokens([e.get("NATSMESH_GATEWAY_TOKENS", ""), *overrides.pop("tokens", ())])
+        origins = parse_tokens(
+            [e.get("NATSMESH_GATEWAY_CORS_ORIGINS", ""), *overrides.pop("cors_origins", ())]
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(tokens=tokens, **values)
+        return cls(tokens=tokens, cors_origins=origins, **values)
 
     @property
     def bind_host(self) -> str:
@@ -293,6 +299,25 @@ def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTra
     )
 
 
+def _cors(config: GatewayConfig) -> list[Middleware]:
+    """CORS for the configured origins, outside authentication (a preflight carries no
+    token); browsers may read the trace headers."""
+    if not config.cors_origins:
+        return []
+    from starlette.middleware.cors import CORSMiddleware
+
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "accept", "traceparent", "tracestate"],
+            expose_headers=[TRACE_ID_HEADER, "traceparent"],
+            max_age=600,
+        )
+    ]
+
+
 def build_app(
     client: MeshClient, config: GatewayConfig | None = None, faces: Sequence[Face] = ()
 ) -> Starlette:
@@ -319,6 +344,6 @@ def build_app(
     public = [*PUBLIC_PATHS, *(p for face in faces for p in face.public)]
     return Starlette(
         routes=[*gateway.routes(), *(r for face in faces for r in face.routes)],
-        middleware=[Middleware(BearerAuth, tokens=config.tokens, public=public)],
+        middleware=[*_cors(config), Middleware(BearerAuth, tokens=config.tokens, public=public)],
         lifespan=lifespan,
     )

@@ -297,6 +297,35 @@ async def test_bearer_tokens(serve_gateway) -> None:
     assert doc["security"] == [{"bearer": []}]
 
 
+async def test_cors_for_configured_origins(serve_gateway) -> None:
+    app = "https://app.example"
+    gw = await serve_gateway(GatewayConfig(tokens=("t",), cors_origins=(app,)))
+    preflight = await gw.http.options(
+        "/tools/add",
+        headers={
+            "origin": app,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type, traceparent",
+        },
+    )
+    assert preflight.status_code == 200  # no token needed for a preflight
+    assert preflight.headers["access-control-allow-origin"] == app
+    call = await gw.http.post(
+        "/tools/add", json={"a": 1}, headers={"origin": app, "authorization": "Bearer t"}
+    )
+    assert call.status_code == 200 and call.headers["access-control-allow-origin"] == app
+    assert "x-trace-id" in call.headers["access-control-expose-headers"]
+    other = await gw.http.post(
+        "/tools/add",
+        json={"a": 1},
+        headers={"origin": "https://evil.example", "authorization": "Bearer t"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+    plain = await serve_gateway(GatewayConfig())
+    quiet = await plain.http.post("/tools/add", json={"a": 1}, headers={"origin": app})
+    assert "access-control-allow-origin" not in quiet.headers
+
+
 def test_the_listening_socket_sends_small_writes_at_once() -> None:
     import socket
 
