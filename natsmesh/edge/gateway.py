@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -346,4 +347,17 @@ def build_app(
         routes=[*gateway.routes(), *(r for face in faces for r in face.routes)],
         middleware=[*_cors(config), Middleware(BearerAuth, tokens=config.tokens, public=public)],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception},
     )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the gateway's error shape."""
+    assert isinstance(exc, HTTPException)
+    error_type = exc.detail.lower().replace(" ", "_")
+    message = f"{request.method} {request.url.path}: {exc.detail.lower()}"
+    response = _json(
+        exc.status_code, {"error": {"type": error_type, "message": message, "details": {}}}
+    )
+    response.headers.update(exc.headers or {})
+    return response

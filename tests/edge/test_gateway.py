@@ -226,6 +226,9 @@ async def test_mesh_errors_map_to_http_statuses(gw: Gateway, settings: Settings)
     raised = error(await gw.http.post("/tools/add", json={"a": -1}), 502, "tool_error")
     assert raised["message"] == "ValueError: a must not be negative"
     error(await gw.http.post("/tools/nope", json={}), 404, "no_provider")
+    error(await gw.http.get("/nowhere"), 404, "not_found")
+    wrong = error(await gw.http.put("/tools/add", json={}), 405, "method_not_allowed")
+    assert wrong["message"] == "PUT /tools/add: method not allowed"
     # a provider in the registry with no live instance: unavailable
     kv = await open_bucket(gw.client.nc.jetstream(), settings)
     ghost = wire.AgentRecord(
