@@ -38,7 +38,12 @@ from natsmesh.edge import openapi
 from natsmesh.edge.auth import BearerAuth
 from natsmesh.edge.faces import Face
 from natsmesh.edge.http_errors import BAD_REQUEST, HttpError
-from natsmesh.edge.responses import CLIENT_GONE, CallResponse, EventStreamResponse
+from natsmesh.edge.responses import (
+    CLIENT_GONE,
+    KEEPALIVE,
+    CallResponse,
+    EventStreamResponse,
+)
 from natsmesh.errors import MeshError, NoProvider
 from natsmesh.selection import parse_constraint
 from natsmesh.specs import parse_tags
@@ -64,6 +69,8 @@ class GatewayConfig:
     max_body: int | None = None
     #: browser origins allowed to call the gateway (CORS), e.g. ``https://app.example``
     cors_origins: tuple[str, ...] = ()
+    #: seconds of silence before an event stream sends a keep-alive comment
+    sse_keepalive: float = KEEPALIVE
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> GatewayConfig:
@@ -180,6 +187,7 @@ class _Gateway:
                 lambda: client.stream(name, body, context=trace.context, **options),
                 headers,
                 trace.finish,
+                self.config.sse_keepalive,
             )
         return CallResponse(
             lambda: client.call(name, body, context=trace.context, **options),

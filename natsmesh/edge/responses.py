@@ -38,6 +38,8 @@ from natsmesh.errors import MeshError
 Finish = Callable[[int, MeshError | None], None]
 #: status recorded for a client that went away before the response ended (nginx's code)
 CLIENT_GONE = 499
+#: seconds of silence before an event stream sends a keep-alive comment
+KEEPALIVE = 15.0
 
 JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -130,6 +132,9 @@ class EventStreamResponse:
 
     ``open()`` returns the call's stream (``client.stream(...)``); it is entered, read and
     left in one task, so leaving early (a disconnect) cancels the call on the worker.
+    After ``keepalive`` seconds without an event, a comment line (``: keep-alive``) keeps
+    proxies from closing an idle stream; the first one starts the response, so a call
+    that stays silent that long reports a later error as an ``error`` event.
     """
 
     def __init__(
@@ -137,10 +142,12 @@ class EventStreamResponse:
         open: Callable[[], AbstractAsyncContextManager[Any]],
         headers: list[tuple[bytes, bytes]],
         finish: Finish,
+        keepalive: float = KEEPALIVE,
     ) -> None:
         self._open = open
         self._headers = headers
         self._finish = finish
+        self._keepalive = keepalive
         self._outcome: tuple[int, MeshError | None] = (CLIENT_GONE, None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,32 +158,51 @@ class EventStreamResponse:
 
     async def _run(self, send: Send) -> None:
         started = False
+        lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        last = loop.time()
 
-        async def emit(name: str, data: Any, more: bool = True) -> None:
-            nonlocal started
-            if not started:
-                started = True
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [*_SSE_HEADERS, *self._headers],
-                    }
-                )
-            await send({"type": "http.response.body", "body": event(name, data), "more_body": more})
+        async def write(body: bytes, more: bool = True) -> None:
+            nonlocal started, last
+            async with lock:
+                if not started:
+                    started = True
+                    headers = [*_SSE_HEADERS, *self._headers]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+                last = loop.time()
 
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(max(0.0, last + self._keepalive - loop.time()))
+                if loop.time() - last >= self._keepalive:
+                    await write(b": keep-alive\n\n")
+
+        async def stop_keep_alive() -> bool:
+            """No more keep-alives (never cut one mid-send); True when the response began."""
+            async with lock:
+                ticker.cancel()
+                return started
+
+        ticker = asyncio.ensure_future(keep_alive())
         try:
-            async with self._open() as parts:
-                async for chunk in parts:
-                    await emit("chunk", chunk)
-                result = parts.result
-        except MeshError as exc:
-            if not started:
-                self._outcome = (status_of(exc), exc)
-                await send_json(send, status_of(exc), mesh_error_body(exc), self._headers)
-            else:
-                self._outcome = (200, exc)
-                await emit("error", exc.to_wire(), more=False)
-            return
-        self._outcome = (200, None)
-        await emit("result", result, more=False)
+            try:
+                async with self._open() as parts:
+                    async for chunk in parts:
+                        await write(event("chunk", chunk))
+                    result = parts.result
+            except MeshError as exc:
+                if await stop_keep_alive():
+                    self._outcome = (200, exc)
+                    await write(event("error", exc.to_wire()), more=False)
+                else:
+                    self._outcome = (status_of(exc), exc)
+                    await send_json(send, status_of(exc), mesh_error_body(exc), self._headers)
+                return
+            await stop_keep_alive()
+            self._outcome = (200, None)
+            await write(event("result", result), more=False)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker

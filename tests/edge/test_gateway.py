@@ -407,6 +407,23 @@ async def test_sse_of_a_plain_tool_and_errors_before_the_first_event(gw: Gateway
     assert invalid.status_code == 422
 
 
+async def test_a_silent_stream_sends_keep_alives(serve_gateway, agent_module) -> None:
+    gw = await serve_gateway(GatewayConfig(sse_keepalive=0.05))
+    key = f"quiet-{new_span_id()}"
+    body = {"key": key, "chunks": 1, "seconds": 0.5}
+    async with gw.http.stream("POST", "/tools/hold", json=body, headers=SSE) as response:
+        lines = [line async for line in response.aiter_lines()]
+    assert lines[:3] == ["event: chunk", "data: 0", ""]
+    assert lines.count(": keep-alive") >= 2  # 0.5 s of silence, a comment every 0.05 s
+    assert lines[-3:] == ["event: result", "data: [0]", ""]
+    # silent from the start: a keep-alive begins the stream (a plain tool's result follows)
+    body = {"key": f"w-{key}", "seconds": 0.3}
+    async with gw.http.stream("POST", "/tools/wait", json=body, headers=SSE) as response:
+        assert response.status_code == 200
+        lines = [line async for line in response.aiter_lines()]
+    assert lines[0] == ": keep-alive" and lines[-3:] == ["event: result", 'data: "done"', ""]
+
+
 # --- disconnects cancel the work ------------------------------------------------------------
 
 
