@@ -16,7 +16,8 @@ The event stream of a call (``Accept: text/event-stream``)::
     data: {"type": ..., "message": ..., "details": {...}}
 
 An error before the first event (no provider, invalid arguments) is not streamed: it is
-an ordinary JSON error response with its HTTP status.
+an ordinary JSON error response with its HTTP status. Silence is broken by comment lines
+(``: keep-alive``) that SSE clients ignore.
 """
 
 from __future__ import annotations
