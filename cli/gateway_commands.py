@@ -132,7 +132,7 @@ def start_detached(settings: Any, timeout: float = 20) -> None:
     """Start the gateway in the background for ``natsmesh start -d --gateway``: its output
     goes to the ``gateway`` log and a pid file lets ``natsmesh stop`` stop it. Waits until
     it serves (its log says where) and prints the address."""
-    from natsmesh.processes import log_file, pids_dir, worker_env
+    from natsmesh.processes import log_file, pids_dir, process_identity, worker_env
 
     log = log_file(settings, GATEWAY)
     with open(log, "ab") as out:
@@ -146,7 +146,15 @@ def start_detached(settings: Any, timeout: float = 20) -> None:
             start_new_session=True,
         )
     pid_file = pids_dir(settings) / f"{GATEWAY}.{proc.pid}.json"
-    pid_file.write_text(json.dumps({"pid": proc.pid, "agent": GATEWAY, "file": ""}))
+    identity = process_identity(proc.pid)
+    record = {
+        "pid": proc.pid,
+        "agent": GATEWAY,
+        "file": "",
+        "command": " ".join(_COMMAND[1:]),  # how `natsmesh stop` knows the pid is still ours
+        "started": identity[0] if identity else None,
+    }
+    pid_file.write_text(json.dumps(record))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         with open(log, "rb") as f:

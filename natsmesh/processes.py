@@ -232,7 +232,9 @@ def detached_agents(settings: Settings, agent: str | None = None) -> list[AgentP
         except (ValueError, KeyError, TypeError):
             pid_file.unlink(missing_ok=True)
             continue
-        if not same_process(record, f"natsmesh.worker {proc.file}"):
+        # a worker's command line names its file; another process (the gateway) its command
+        marker = str(record.get("command") or f"natsmesh.worker {proc.file}")
+        if not same_process(record, marker):
             pid_file.unlink(missing_ok=True)
             continue
         if agent is None or proc.agent == agent:
