@@ -69,11 +69,11 @@ def as_face(made: Any, path: str) -> Face:
     at ``path``."""
     if isinstance(made, Face):
         return made
-    if isinstance(made, list | tuple):
-        return Face(routes=list(made))
     routes = getattr(made, "routes", None)
     if callable(routes) and callable(getattr(made, "lifespan", None)):
         return Face(routes=list(routes()), lifespan=made.lifespan)
+    if isinstance(made, Sequence):
+        return Face(routes=list(made))
     if path == "/":
         return Face(routes=[Mount("/", made)])
     return mounted(path, made)

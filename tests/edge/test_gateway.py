@@ -571,3 +571,15 @@ async def test_optional_faces_are_found_by_module(serve_gateway, monkeypatch) ->
     assert (await gw.http.get("/mcp/x")).text == "mcp GET /mcp/x"
     assert (await gw.http.get("/")).text == "dashboard"
     assert "tools" in (await gw.http.get("/tools")).json()  # a face cannot shadow the gateway
+
+
+async def test_the_dashboard_is_served_when_installed(serve_gateway) -> None:
+    """The real dashboard module, found by the gateway's faces, at ``/`` and ``/metrics``."""
+    pytest.importorskip("natsmesh.edge.dashboard")
+    probe = await serve_gateway()
+    gw = await serve_gateway(faces=optional_faces(probe.client))
+    home = await gw.http.get("/")
+    assert home.status_code == 200 and "text/html" in home.headers["content-type"]
+    metrics = await gw.http.get("/metrics")
+    assert metrics.status_code == 200 and "text/plain" in metrics.headers["content-type"]
+    assert (await gw.http.get("/tools")).json()["tools"]  # the gateway's own route still wins
