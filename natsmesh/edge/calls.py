@@ -17,23 +17,13 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from natsmesh.client import CallContext
+from natsmesh.call_context import CallContext
+from natsmesh.edge.http_errors import STATUS
 from natsmesh.errors import MeshError
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
 
 if TYPE_CHECKING:
     from natsmesh.client import MeshClient
-
-#: HTTP status of each error type
-STATUS = {
-    "invalid_arguments": 400,
-    "no_provider": 404,
-    "tag_mismatch": 404,
-    "payload_too_large": 413,
-    "tool_error": 502,
-    "unavailable": 503,
-    "timeout": 504,
-}
 
 
 def _event(event: str, data: Any) -> bytes:

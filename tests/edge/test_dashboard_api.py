@@ -56,8 +56,9 @@ async def test_call_route_answers_json_errors_and_streams(start_agents, settings
             assert "multiple of ten" in failed.json()["error"]["message"]
 
             invalid = await http.post("/api/call/check", json={"n": "three"})
+            # the gateway's mapping: arguments that do not validate are 422
             assert (invalid.status_code, invalid.json()["error"]["type"]) == (
-                400,
+                422,
                 "invalid_arguments",
             )
             missing = await http.post("/api/call/nothing_here", json={})
