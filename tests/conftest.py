@@ -7,7 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,21 @@ from natsmesh.server import RunningServer, start_server, stop_pid
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "agents"
 
+#: environment that would leak the developer's or CI's mesh, credentials or model keys into
+#: the tests (and, through ``os.environ``, into every subprocess they start)
+INHERITED_PREFIXES = ("NATS_", "NATSMESH_", "OTEL_EXPORTER_OTLP_")
+INHERITED_NAMES = ("TELEMETRY_ENDPOINT", "ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+
+
+def clear_inherited_environment(env: MutableMapping[str, str]) -> list[str]:
+    """Remove the mesh, NATS, OTLP and model-key variables from ``env``; the names removed."""
+    names = [n for n in env if n.startswith(INHERITED_PREFIXES) or n in INHERITED_NAMES]
+    for name in names:
+        del env[name]
+    return names
+
+
+clear_inherited_environment(os.environ)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
