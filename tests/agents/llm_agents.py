@@ -1,4 +1,4 @@
-"""Test LLM agents: scripted providers (litellm's mock facilities) and consumers."""
+"""Test LLM agents: scripted providers (a test-only litellm provider) and consumers."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 import pydantic
 
 import natsmesh as mesh
+from tests.agents import scripted_model
 from tests.helpers import loaded
 
 
 def scripted_provider(name: str, tags: list[str], script: list[dict[str, Any]], **options: Any):
-    """A provider whose model replies are scripted turn by turn through litellm's mocks."""
+    """A provider whose model replies are scripted turn by turn: an ordinary provider whose
+    model, ``natsmesh-test/<name>``, is the test-only litellm provider of ``scripted_model``."""
 
     @mesh.agent(name=name)
     class Provider:
@@ -21,9 +23,8 @@ def scripted_provider(name: str, tags: list[str], script: list[dict[str, Any]], 
         """Scripted provider."""
 
     provider.__name__ = provider.__qualname__ = name.replace("-", "_")
-    decorated = mesh.llm_provider(
-        model="anthropic/claude-sonnet-4-5", tags=tags, mock_script=script, **options
-    )(provider)
+    model = scripted_model.model(name, script)
+    decorated = mesh.llm_provider(model=model, tags=tags, **options)(provider)
     return loaded(Provider, decorated)
 
 

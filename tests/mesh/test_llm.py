@@ -1,5 +1,6 @@
-"""LLM providers and the consumer-side tool loop. The model is faked with litellm's own
-mock facilities (mock_response / mock_tool_calls); everything else is real."""
+"""LLM providers and the consumer-side tool loop. The model is faked by a test-only litellm
+provider (tests/agents/scripted_model.py, litellm's own mock_completion underneath);
+everything else, litellm's call path included, is real."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from natsmesh.errors import NoProvider, ToolError, Unavailable
 from natsmesh.session import connect
 from natsmesh.tracing import tree
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
-from tests.agents import llm_agents
+from tests.agents import llm_agents, scripted_model
 
 HELLO = [{"content": "Hello from the scripted model"}]
 TWO_TOOLS = [
@@ -58,10 +59,10 @@ async def test_provider_round_trip_with_usage(start_agents, settings: Settings) 
     # the provider streams the text through litellm; the final reply is the whole turn
     assert len(tokens) > 1 and "".join(tokens) == reply["content"]
     assert parts.result == reply
-    # usage comes from the stream's usage chunk (litellm counts the mock's tokens)
+    # usage comes from the stream's last chunk
     assert set(reply["usage"]) == {"input_tokens", "output_tokens"}
     assert reply["usage"]["input_tokens"] > 0 and reply["usage"]["output_tokens"] > 0
-    assert reply["model"].endswith("claude-sonnet-4-5")
+    assert reply["model"] == "claude-scripted"
     assert reply["finish_reason"] == "stop"
     assert reply["tool_calls"] == []
 
@@ -79,16 +80,26 @@ async def test_missing_key_is_a_clear_error_and_the_provider_keeps_serving(
 
 
 async def test_caller_cannot_set_provider_secrets(start_agents, settings: Settings) -> None:
-    await start_agents(llm_agents.keyless_provider())
+    await start_agents(llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO))
+    scripted_model.CALLS.clear()
+    parameters = {
+        "api_key": "stolen-key",
+        "api_base": "http://evil.invalid",
+        "base_url": "http://evil.invalid",
+        "extra_headers": {"X-Evil": "stolen-header"},
+        "temperature": 0.25,
+    }
     async with connect(settings) as mesh:
-        with pytest.raises(Unavailable, match="ANTHROPIC_API_KEY"):
-            await mesh.call(
-                "llm",
-                {
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "parameters": {"api_key": "stolen", "api_base": "http://evil.invalid"},
-                },
-            )
+        reply = await mesh.call(
+            "llm",
+            {"messages": [{"role": "user", "content": "hi"}], "parameters": parameters},
+        )
+    assert reply["content"] == "Hello from the scripted model"
+    [received] = scripted_model.CALLS
+    assert received["optional_params"].get("temperature") == 0.25, "caller parameters pass"
+    assert received["api_key"] is None
+    assert received["api_base"] is None
+    assert not any(s in repr(received) for s in ("stolen", "evil")), received
 
 
 async def test_template_from_context_model_and_call_time_context(
