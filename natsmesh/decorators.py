@@ -122,7 +122,6 @@ def llm_provider(
     description: str | None = None,
     model_env: str | None = None,
     offline_without_key: bool = False,
-    mock_script: Iterable[Mapping[str, Any]] = (),
     **parameters: Any,
 ) -> Callable[[F], F]:
     """Turn an empty function into a tool that completes conversations with ``model``
@@ -137,9 +136,7 @@ def llm_provider(
         raise ValueError("llm_provider needs a model, e.g. 'anthropic/claude-sonnet-4-5'")
     if model_env is not None and not model_env.replace("_", "").isalnum():
         raise ValueError(f"model_env {model_env!r} is not an environment variable name")
-    provider = ProviderSpec(
-        model, model_env, dict(parameters), offline_without_key, tuple(dict(t) for t in mock_script)
-    )
+    provider = ProviderSpec(model, model_env, dict(parameters), offline_without_key)
 
     def decorate(func: F) -> F:
         from natsmesh.genai.provider import make_provider_function

@@ -112,8 +112,6 @@ class ProviderSpec:
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: answer with the offline model (and say so) when the model's API key is not set
     offline_without_key: bool = False
-    #: scripted turns for tests, played through litellm's mock_response/mock_tool_calls
-    mock_script: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

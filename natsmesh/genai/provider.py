@@ -5,7 +5,6 @@ litellm is imported on the first call, so only provider processes ever load it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -56,7 +55,7 @@ def resolve_model(spec: ProviderSpec) -> str:
     override = os.environ.get(spec.model_env) if spec.model_env else None
     if override:
         return override
-    if spec.offline_without_key and not spec.mock_script and missing_keys(spec.model):
+    if spec.offline_without_key and missing_keys(spec.model):
         return offline.MODEL
     return spec.model
 
@@ -78,23 +77,6 @@ def prepare(spec: ProviderSpec, tool: str) -> str:
     else:
         log.info("%s answers with %s", tool, model)
     return model
-
-
-def _mock_kwargs(spec: ProviderSpec, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    turn_index = sum(1 for m in messages if m.get("role") == "assistant")
-    turn = spec.mock_script[min(turn_index, len(spec.mock_script) - 1)]
-    calls = [
-        {
-            "id": f"call-{turn_index}-{i}",
-            "type": "function",
-            "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
-        }
-        for i, c in enumerate(turn.get("tool_calls", []))
-    ]
-    kwargs: dict[str, Any] = {"mock_response": turn.get("error") or turn.get("content", "")}
-    if calls:
-        kwargs["mock_tool_calls"] = calls
-    return kwargs
 
 
 def _reply(response: Any) -> dict[str, Any]:
@@ -187,20 +169,15 @@ async def _litellm_stream(
     litellm = _litellm()
     kwargs: dict[str, Any] = dict(spec.parameters)
     kwargs.update({k: v for k, v in (parameters or {}).items() if k in CALLER_PARAMETERS})
-    if spec.mock_script:
-        kwargs.update(_mock_kwargs(spec, messages))
-    else:
-        keys = missing_keys(model)
-        if keys:
-            hint = (
-                f" or set {spec.model_env}=offline to use the offline model"
-                if spec.model_env
-                else ""
-            )
-            raise Unavailable(
-                f"{model} needs {', '.join(keys)}: set it in the provider's environment{hint}",
-                {"cause": "missing_api_key", "missing": keys},
-            )
+    keys = missing_keys(model)
+    if keys:
+        hint = (
+            f" or set {spec.model_env}=offline to use the offline model" if spec.model_env else ""
+        )
+        raise Unavailable(
+            f"{model} needs {', '.join(keys)}: set it in the provider's environment{hint}",
+            {"cause": "missing_api_key", "missing": keys},
+        )
     if tools:
         kwargs["tools"] = tools
     if response_format:
