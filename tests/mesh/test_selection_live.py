@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 from natsmesh.config import Settings
@@ -24,22 +26,37 @@ async def by(mesh, **selector) -> str:
     return (await mesh.call("translate", {"text": "hi"}, **selector))["by"]
 
 
+async def tally(mesh, calls: int, **selector) -> collections.Counter[str]:
+    return collections.Counter([await by(mesh, **selector) for _ in range(calls)])
+
+
+#: calls in the sharing test; with a fair coin each side gets at least SHARE of them except
+#: with probability P(Binomial(400, 1/2) < 100) < 1e-23, while a 29:1 split gets about 13
+CALLS, SHARE = 400, 100
+
+
 async def test_required_preferred_excluded_and_version(three_providers, settings: Settings) -> None:
     async with connect(settings) as mesh:
         await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
-        assert await by(mesh, tags="fast") == "fast-translator"
-        assert await by(mesh, tags="good,-beta") == "good-translator"
-        assert await by(mesh, tags="+beta") == "beta-translator"
-        assert await by(mesh, version=">=2,<3") == "good-translator"
-        assert await by(mesh, version="<2") == "fast-translator"
-        assert {await by(mesh, tags="good") for _ in range(30)} == {
-            "good-translator",
-            "beta-translator",
-        }, "tied providers share the calls"
+        # good and beta-translator both carry "good": without the exclusion they would tie,
+        # so 40 calls all landing on good-translator happen by chance with p = 2**-40
+        assert await tally(mesh, 40, tags="good,-beta") == {"good-translator": 40}
+        assert await tally(mesh, 20, tags="fast") == {"fast-translator": 20}
+        assert await tally(mesh, 20, tags="+beta") == {"beta-translator": 20}
+        assert await tally(mesh, 20, version=">=2,<3") == {"good-translator": 20}
+        assert await tally(mesh, 20, version="<2") == {"fast-translator": 20}
         with pytest.raises(NoProvider, match="matches"):
             await mesh.call("translate", {"text": "hi"}, tags="missing")
         with pytest.raises(NoProvider):
             await mesh.call("translate", {"text": "hi"}, version=">=9")
+
+
+async def test_tied_providers_share_the_calls_fairly(three_providers, settings: Settings) -> None:
+    async with connect(settings) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
+        counts = await tally(mesh, CALLS, tags="good")
+    assert set(counts) == {"good-translator", "beta-translator"}
+    assert min(counts.values()) >= SHARE, f"tied providers share the calls: {dict(counts)}"
 
 
 async def test_failover_when_preferred_provider_is_gone(
