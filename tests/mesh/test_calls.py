@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from natsmesh.config import Settings
+from natsmesh.errors import Unavailable
 from natsmesh.overview import instance_rows
+from natsmesh.server import RunningServer
 from natsmesh.session import connect
-from tests.conftest import agent_file
+from tests.conftest import agent_file, mesh_settings
 
 FLIGHT_ARGS = {"origin": "SFO", "destination": "NRT", "date": "2026-06-01"}
 
@@ -42,6 +46,25 @@ async def test_dependency_leaves_cleanly_and_comes_back(start_agents, settings: 
         assert (await mesh.call("flight_search", FLIGHT_ARGS))["personalized"] is True
 
 
+async def test_dependency_killed_fails_fast_while_still_listed(
+    start_agents, spawn_agent, nats_server: RunningServer
+) -> None:
+    # a long TTL: the dead dependency's entry certainly outlives the call
+    slow_expiry = mesh_settings(nats_server.url, registry_ttl=60)
+    proc = spawn_agent(agent_file("user_prefs_agent"), settings_=slow_expiry)
+    await start_agents("flight_agent", settings_=slow_expiry)
+    async with connect(slow_expiry) as mesh:
+        await mesh.view.wait_for(lambda v: deps_of(v, "flight-agent") == "1/1", timeout=10)
+        assert (await mesh.call("flight_search", FLIGHT_ARGS))["personalized"] is True
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        # the dependant's proxy meets "no responders" and says so at once, instead of
+        # waiting for the call's deadline
+        with pytest.raises(Unavailable, match="user-prefs-agent has no live instance"):
+            await mesh.call("flight_search", FLIGHT_ARGS)
+        assert deps_of(mesh.view, "flight-agent") == "1/1", "the dead dependency was still listed"
+
+
 async def test_dependency_killed_expires_after_ttl(
     start_agents, spawn_agent, settings: Settings
 ) -> None:
@@ -52,8 +75,8 @@ async def test_dependency_killed_expires_after_ttl(
         assert (await mesh.call("flight_search", FLIGHT_ARGS))["personalized"] is True
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        # the dependant answers at once without it: no responders makes the proxy fail fast,
-        # and once the TTL has passed the registry drops the entry (limit marker)
+        # once the TTL has passed the registry drops the entry (limit marker) and the
+        # dependant answers without it
         await mesh.view.wait_for(
             lambda v: deps_of(v, "flight-agent") == "0/1", timeout=settings.registry_ttl + 5
         )

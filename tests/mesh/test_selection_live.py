@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
+import signal
 
 import pytest
 
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider
+from natsmesh.server import RunningServer
 from natsmesh.session import connect
-from tests.helpers import provider
+from tests.conftest import mesh_settings
+from tests.helpers import TEST_AGENTS, provider
 
 
 @pytest.fixture
@@ -75,6 +78,26 @@ async def test_failover_when_preferred_provider_is_gone(
         await fast.nc.flush()
         assert "fast-translator" in {r.name for r in mesh.view.records.values()}
         assert await by(mesh, tags="+cheap") in {"good-translator", "beta-translator"}
+
+
+async def test_killed_provider_is_passed_over_while_its_entry_is_still_listed(
+    start_agents, spawn_agent, nats_server: RunningServer
+) -> None:
+    # a long TTL: the dead provider's registry entry certainly outlives the test's calls
+    slow_expiry = mesh_settings(nats_server.url, registry_ttl=60)
+    proc = spawn_agent(TEST_AGENTS / "fast_translator.py", settings_=slow_expiry)
+    await start_agents(provider("good-translator", ["good"]), settings_=slow_expiry)
+    async with connect(slow_expiry) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 2, timeout=15)
+        assert await by(mesh, tags="+fast") == "fast-translator"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        # at once, long before the TTL: NATS answers "no responders" for the dead provider's
+        # subject and the caller fails over to the next candidate
+        assert await tally(mesh, 5, tags="+fast") == {"good-translator": 5}
+        assert "fast-translator" in {r.name for r in mesh.view.records.values()}, (
+            "the calls above ran while the dead provider was still listed"
+        )
 
 
 async def test_worker_refuses_a_selector_it_does_not_match(
