@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from natsmesh.cluster import reserved_ports
 from tests.conftest import AGENTS, ROOT
 
 FLIGHT = '{"origin":"SFO","destination":"NRT","date":"2026-06-01"}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def natsmesh_bin() -> list[str]:
@@ -51,25 +45,25 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    """A fresh home and a NATS URL where nothing runs: `start` must embed a server."""
+    """A fresh home and a NATS URL where nothing runs: `start` must embed a server there.
+    The URL's port stays reserved for the module, so nothing else can take it meanwhile."""
     home = tmp_path_factory.mktemp("home")
-    env = dict(os.environ)
-    env.update(
-        {
-            "NATSMESH_HOME": str(home),
-            "NATS_URL": f"nats://127.0.0.1:{free_port()}",
-            "NATSMESH_REGISTRY_TTL": "3",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        }
-    )
-    env.pop("ANTHROPIC_API_KEY", None)
-    env.pop("OPENAI_API_KEY", None)
-    runner = Cli(env)
-    try:
-        yield runner
-    finally:
-        runner("stop", check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with reserved_ports(1) as [port]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "NATSMESH_HOME": str(home),
+                "NATS_URL": f"nats://127.0.0.1:{port}",
+                "NATSMESH_REGISTRY_TTL": "3",
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            }
+        )
+        runner = Cli(env)
+        try:
+            yield runner
+        finally:
+            runner("stop", check=False)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 TOOL_AGENTS = ["flight_agent", "hotel_agent", "weather_agent", "poi_agent", "user_prefs_agent"]
