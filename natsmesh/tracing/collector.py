@@ -1,7 +1,8 @@
 """The collector: span messages from the stream to OTLP (gRPC or HTTP/protobuf).
 
 A durable pull consumer shared by every collector; a batch is acked only after the
-OTLP export succeeded, so spans wait in the stream while Tempo is down.
+OTLP export succeeded, so spans wait in the stream while Tempo is down. Sending is the
+OpenTelemetry OTLP exporters' (see ``natsmesh.tracing.otlp``).
 """
 
 from __future__ import annotations
@@ -10,116 +11,20 @@ import asyncio
 import contextlib
 import logging
 import time
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from natsmesh import subjects
 from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.tracing.export import decode_spans
-from natsmesh.wire import SpanMessage
+from natsmesh.tracing.otlp import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, OtlpSender
+
+__all__ = ["DEFAULT_GRPC_ENDPOINT", "DEFAULT_HTTP_ENDPOINT", "Collector", "OtlpSender"]
 
 log = logging.getLogger("natsmesh.collector")
-
-DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:4317"
-DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:4318"
-
-
-def _any(value: object) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[_any(v) for v in value]))
-    return AnyValue(string_value=str(value))
-
-
-def _attrs(attrs: dict[str, object]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_any(v)) for k, v in attrs.items()]
-
-
-def to_otlp(spans: Iterable[SpanMessage]) -> ExportTraceServiceRequest:
-    """One OTLP export request; a resource per (service, instance)."""
-    groups: dict[tuple[str, str], list[Span]] = {}
-    for s in spans:
-        span = Span(
-            trace_id=bytes.fromhex(s.trace_id),
-            span_id=bytes.fromhex(s.span_id),
-            parent_span_id=bytes.fromhex(s.parent_id) if s.parent_id else b"",
-            name=s.name,
-            kind=s.kind + 1,  # type: ignore[arg-type]  # OTLP kinds start at UNSPECIFIED=0
-            start_time_unix_nano=s.start,
-            end_time_unix_nano=s.end,
-            attributes=_attrs(s.attrs),
-            status=Status(code=s.status, message=s.status_message),  # type: ignore[arg-type]
-            events=[
-                Span.Event(time_unix_nano=e.time, name=e.name, attributes=_attrs(e.attrs))
-                for e in s.events
-            ],
-        )
-        groups.setdefault((s.service, s.instance), []).append(span)
-    return ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                resource=Resource(
-                    attributes=_attrs(
-                        {"service.name": service, "service.instance.id": instance}
-                        if instance
-                        else {"service.name": service}
-                    )
-                ),
-                scope_spans=[ScopeSpans(spans=group)],
-            )
-            for (service, instance), group in groups.items()
-        ]
-    )
-
-
-class OtlpSender:
-    """Sends export requests over OTLP/HTTP (protobuf) or OTLP/gRPC."""
-
-    def __init__(self, endpoint: str, protocol: str = "grpc", timeout: float = 10.0) -> None:
-        if protocol not in ("grpc", "http"):
-            raise ValueError("protocol is 'grpc' or 'http'")
-        self.protocol = protocol
-        self.timeout = timeout
-        if protocol == "http":
-            self.url = endpoint.rstrip("/")
-            if not self.url.endswith("/v1/traces"):
-                self.url += "/v1/traces"
-            self._stub = None
-        else:
-            import grpc
-            from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
-                TraceServiceStub,
-            )
-
-            target = endpoint.split("://", 1)[-1].rstrip("/")
-            self._channel = grpc.insecure_channel(target)
-            self._stub = TraceServiceStub(self._channel)
-
-    def send(self, request: ExportTraceServiceRequest) -> None:
-        """Export; raises on any failure (the caller then does not ack)."""
-        if self._stub is not None:
-            self._stub.Export(request, timeout=self.timeout)
-            return
-        body = request.SerializeToString()
-        req = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/x-protobuf"}, method="POST"
-        )
-        with urllib.request.urlopen(req, timeout=self.timeout) as response:
-            if response.status >= 300:
-                raise OSError(f"OTLP receiver answered {response.status}")
 
 
 class Collector:
@@ -190,7 +95,7 @@ class Collector:
         spans = decode_spans([m.data for m in msgs])
         try:
             if spans:
-                await asyncio.to_thread(self.sender.send, to_otlp(spans))
+                await asyncio.to_thread(self.sender.send, spans)
         except Exception as exc:
             self.failures += 1
             log.warning(
