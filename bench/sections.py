@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -252,6 +249,12 @@ class Bench:
 
     # --- 6. tracing pipeline ----------------------------------------------------------
     async def collector(self) -> None:
+        """The collector's export rate over OTLP/gRPC (the default) and OTLP/HTTP."""
+        for protocol in ("grpc", "http"):
+            await self._collector(protocol)
+
+    async def _collector(self, protocol: str) -> None:
+        from bench.receivers import GrpcReceiver, HttpReceiver
         from natsmesh import subjects, wire
         from natsmesh.tracing.collector import Collector, OtlpSender
         from natsmesh.tracing.export import ensure_stream
@@ -276,11 +279,10 @@ class Bench:
         await nc.flush()
         while (await js.stream_info(settings.spans_stream)).state.messages < count:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the server acks nothing here: poll the stream's count
-        received = _Counter()
-        port = received.serve()
-        collector = Collector(
-            nc, settings, OtlpSender(f"http://127.0.0.1:{port}", "http"), batch=2000
-        )
+        received = GrpcReceiver() if protocol == "grpc" else HttpReceiver()
+        port = received.start()
+        sender = OtlpSender(f"http://127.0.0.1:{port}", protocol)
+        collector = Collector(nc, settings, sender, batch=2000)
         stop = asyncio.Event()
         t0 = time.perf_counter()
         task = asyncio.create_task(collector.run(stop, report_every=3600))
@@ -288,12 +290,14 @@ class Bench:
         rate = count / (time.perf_counter() - t0)
         stop.set()
         await task
-        received.close()
+        sender.close()
+        received.stop()
         await nc.close()
+        name = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP"}[protocol]
         self.t.add(
-            "tracing", "collector -> OTLP/HTTP (spans/s)", f"{rate:.0f}", "", "", "target >= 20000"
+            "tracing", f"collector -> {name} (spans/s)", f"{rate:.0f}", "", "", "target >= 20000"
         )
-        self.t.figure("collector_spans_s", rate)
+        self.t.figure(f"collector_{protocol}_spans_s", rate)
         assert received.spans >= count, (received.spans, count)
 
     # --- 7. CLI and memory ------------------------------------------------------------
@@ -329,44 +333,3 @@ class Bench:
             f"{min(memory):.0f}-{max(memory):.0f}",
         )
         self.t.figure("agent_rss_mb", statistics.median(memory))
-
-
-class _Counter:
-    """An OTLP/HTTP receiver that counts spans."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self._server: http.server.ThreadingHTTPServer | None = None
-
-    def serve(self) -> int:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        counter = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest.FromString(body)
-                counter.spans += sum(
-                    len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans
-                )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return port
-
-    def close(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()

@@ -90,8 +90,21 @@ def collector_command(
         None, "--metrics-port", help="Serve Prometheus metrics on this port (GET /metrics)."
     ),
     metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address for /metrics."),
+    otlp_header: list[str] = typer.Option(
+        [],
+        "--otlp-header",
+        help="NAME=VALUE sent with every export, e.g. an Authorization header (repeatable; "
+        "added to OTEL_EXPORTER_OTLP_HEADERS).",
+    ),
+    compression: str = typer.Option("none", "--compression", help="none, gzip or deflate."),
+    otlp_ca: str = typer.Option(None, "--otlp-ca", help="CA file to trust (https endpoints)."),
+    otlp_cert: str = typer.Option(None, "--otlp-cert", help="Client certificate (mutual TLS)."),
+    otlp_key: str = typer.Option(None, "--otlp-key", help="Client key (mutual TLS)."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per export, retries included."),
 ) -> None:
-    """Export spans from the span stream to an OTLP receiver such as Tempo."""
+    """Export spans from the span stream to an OTLP receiver such as Tempo.
+
+    An https:// endpoint uses TLS. A failed export is retried; meanwhile the spans wait in the stream."""
     from natsmesh.config import Settings
     from natsmesh.tracing.collector import (
         DEFAULT_GRPC_ENDPOINT,
@@ -106,8 +119,13 @@ def collector_command(
     default = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
     endpoint = otlp_endpoint or os.environ.get("TELEMETRY_ENDPOINT") or default
     try:
-        sender = OtlpSender(endpoint, protocol)
-    except ValueError as exc:
+        from natsmesh.tracing.otlp import parse_headers
+
+        sender = OtlpSender(
+            endpoint, protocol, timeout, headers=parse_headers(otlp_header),
+            compression=compression, ca_file=otlp_ca, client_cert=otlp_cert, client_key=otlp_key,
+        )  # fmt: skip
+    except (ValueError, OSError) as exc:
         fail(str(exc), 2)
 
     async def go() -> None:
@@ -148,6 +166,7 @@ def collector_command(
         finally:
             if metrics is not None:
                 await metrics.stop()
+            sender.close()
             # after Ctrl-C nobody waits for a reconnect: drain when connected, else close
             if nc.is_connected:
                 with contextlib.suppress(Exception):

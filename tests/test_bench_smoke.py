@@ -25,5 +25,5 @@ def test_bench_quick_prints_its_figures() -> None:
     assert last.startswith("bench: ")
     figures = dict(pair.split("=") for pair in last.removeprefix("bench: ").split())
     for name in ("raw_p50_us", "mesh_traced_p50_us", "throughput64_ratio", "scale2_speedup",
-                 "discovery_ms", "collector_spans_s", "cli_call_ms", "tracing_cost_pct"):  # fmt: skip
+                 "discovery_ms", "collector_grpc_spans_s", "collector_http_spans_s", "cli_call_ms", "tracing_cost_pct"):  # fmt: skip
         assert float(figures[name]) > 0 or name == "tracing_cost_pct", name
