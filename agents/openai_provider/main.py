@@ -2,29 +2,20 @@
 
 NATSMESH_OPENAI_MODEL overrides the model (any litellm model, or `offline`). With no
 OPENAI_API_KEY set it answers with the offline model and says so in its replies.
+The agent is defined, with its Claude sibling, in ../llm_providers.py.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import natsmesh as mesh
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # agents/, for llm_providers
+from llm_providers import provider_agent
 
-@mesh.agent(name="openai-provider", version="1.0.0", description="OpenAI via litellm")
-class OpenAIProvider:
-    pass
-
-
-@mesh.llm_provider(
-    model="openai/gpt-4o-mini",
-    capability="llm",
-    tags=["openai", "gpt"],
-    model_env="NATSMESH_OPENAI_MODEL",
-    offline_without_key=True,
-    max_tokens=4096,
-)
-def openai_provider() -> None:
-    """Complete conversations with GPT."""
-
+OpenAIProvider, openai_provider = provider_agent(__name__, "openai")
 
 if __name__ == "__main__":
     mesh.run()
