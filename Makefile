@@ -28,12 +28,13 @@ demo: $(VENV)/.installed
 	@echo "The mesh keeps running: try '$(BIN)/natsmesh list --tools', then '$(BIN)/natsmesh stop'."
 	@echo "See it live: '$(BIN)/natsmesh dashboard', then open http://127.0.0.1:8000/ (natsmesh gateway serves it at / too)"
 
-## test: install the dev dependencies, lint, and run the whole suite
+## test: install the dev dependencies, lint, run the whole suite and report its coverage
+## (the CLI and agent subprocesses included: [tool.coverage.run] in pyproject.toml)
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 
 from bench.receivers import GrpcReceiver
@@ -25,11 +24,11 @@ async def test_collector_command_exports_over_grpc_with_headers(
     port = receiver.start()
     args = ["--otlp-endpoint", f"http://127.0.0.1:{port}", "--compression", "gzip"]
     args += ["--otlp-header", "Authorization=Bearer t0ken"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "natsmesh_cli.app", "collector", *args],
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "natsmesh_cli.app", "collector", *args],
         env={**env_for(settings), "PYTHONFAULTHANDLER": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         trace_id = new_trace_id()
@@ -43,10 +42,10 @@ async def test_collector_command_exports_over_grpc_with_headers(
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out = proc.communicate(timeout=20)[0].decode()
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGABRT)
-            out = proc.communicate()[0].decode()
+            out = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
+        except TimeoutError:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER prints where it hangs
+            out = (await proc.communicate())[0].decode()
             raise AssertionError(f"the collector did not stop on SIGTERM:\n{out}") from None
         finally:
             receiver.stop()
