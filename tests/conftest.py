@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from natsmesh.cluster import reserved_ports
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent, load_file
 from natsmesh.processes import worker_env
@@ -46,6 +47,14 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     server = start_server(tmp_path_factory.mktemp("nats"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def reserved_port() -> Iterator[int]:
+    """A loopback port held for the test: no one else gets it, nats-server can listen on it
+    (for a server that must come back on the same port)."""
+    with reserved_ports(1) as [port]:
+        yield port
 
 
 def mesh_settings(url: str, **overrides: Any) -> Settings:

@@ -151,9 +151,10 @@ async def test_overload_answers_unavailable_at_once(
         assert all(isinstance(r, dict) for r in results), results
 
 
-async def test_nats_server_restart(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "nats")
-    port = int(server.url.rsplit(":", 1)[1])
+async def test_nats_server_restart(tmp_path: Path, reserved_port: int) -> None:
+    # the port stays reserved while the server is down, so it can come back on it
+    port = reserved_port
+    server = start_server(tmp_path / "nats", port=port)
     settings = mesh_settings(server.url)
     runtimes = []
     try:
