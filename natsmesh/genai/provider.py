@@ -101,6 +101,9 @@ def _reply(response: Any) -> dict[str, Any]:
 
 def _translate(exc: Exception, model: str, spec: ProviderSpec) -> Exception:
     litellm = _litellm()
+    inner = getattr(exc, "original_exception", None)
+    if type(exc).__name__ == "MidStreamFallbackError" and isinstance(inner, Exception):
+        exc = inner  # raised in the stream (before or after its first chunk): say what it was
     kind = type(exc).__name__
     if isinstance(exc, litellm.AuthenticationError):
         keys = missing_keys(model)
@@ -182,16 +185,10 @@ async def _litellm_stream(
         kwargs["tools"] = tools
     if response_format:
         kwargs["response_format"] = response_format
-    # litellm's mock loses tool calls when it streams: scripted tool-call turns do not stream
-    streaming = "mock_tool_calls" not in kwargs
-    if streaming:
-        kwargs["stream"] = True
-        kwargs["stream_options"] = {"include_usage": True}
+    kwargs["stream"] = True
+    kwargs["stream_options"] = {"include_usage": True}
     try:
         response = await litellm.acompletion(model=model, messages=messages, **kwargs)
-        if not streaming:
-            final.append(_reply(response))
-            return
         chunks = []
         async for chunk in response:
             chunks.append(chunk)
