@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from natsmesh.cluster import reserved_ports
 from natsmesh.config import Settings
 from natsmesh.processes import process_identity
 from natsmesh.server import RunningServer, pid_alive
-from tests.cli.test_cli import free_port, natsmesh_bin
+from tests.cli.test_cli import natsmesh_bin
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -113,8 +114,8 @@ def _sleeper(*argv: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
 
 
-def test_stop_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
-    env = base_env(tmp_path, f"nats://127.0.0.1:{free_port()}")
+def test_stop_leaves_a_reused_pid_alone(tmp_path: Path, reserved_port: int) -> None:
+    env = base_env(tmp_path, f"nats://127.0.0.1:{reserved_port}")
     home = tmp_path / "home"
     (home / "pids").mkdir(parents=True)
     agent_file = str(Path("tests/agents/echo_agent.py").resolve())
@@ -151,10 +152,10 @@ def test_stop_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
             proc.wait()
 
 
-def _collector(env: dict[str, str]) -> subprocess.Popen[str]:
+def _collector(env: dict[str, str], otlp_port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*natsmesh_bin(), "collector", "--protocol", "http", "--otlp-endpoint",
-         f"http://127.0.0.1:{free_port()}/v1/traces"],
+         f"http://127.0.0.1:{otlp_port}/v1/traces"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -173,14 +174,17 @@ def _interrupt(proc: subprocess.Popen[str], ready: str) -> str:
 
 
 def test_ctrl_c_in_the_collector(tmp_path: Path, nats_server: RunningServer) -> None:
-    waiting = _interrupt(
-        _collector(base_env(tmp_path, f"nats://127.0.0.1:{free_port()}")), "cannot reach NATS"
-    )
+    with reserved_ports(2) as [nats_port, otlp_port]:  # nothing listens on either
+        waiting = _interrupt(
+            _collector(base_env(tmp_path, f"nats://127.0.0.1:{nats_port}"), otlp_port),
+            "cannot reach NATS",
+        )
     assert "Traceback" not in waiting
     assert waiting.strip().splitlines()[-1] == "collector: stopped before NATS was reached"
     settings = Settings(nats_url=nats_server.url, spans_stream="SPANS_ctrlc", prefix="ctrlc")
     env = {**base_env(tmp_path, nats_server.url), **settings.environment()}
-    running = _interrupt(_collector(env), "collector: SPANS_ctrlc")
+    with reserved_ports(1) as [otlp_port]:
+        running = _interrupt(_collector(env, otlp_port), "collector: SPANS_ctrlc")
     assert "Traceback" not in running and "cannot reach" not in running
     assert running.strip().splitlines()[-1] == "collector: stopped"
 
