@@ -21,6 +21,7 @@ from natsmesh.changes import Changes
 from natsmesh.config import Settings
 from natsmesh.tracing.export import decode_spans
 from natsmesh.tracing.otlp import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, OtlpSender
+from natsmesh.wire import SpanMessage
 
 __all__ = ["DEFAULT_GRPC_ENDPOINT", "DEFAULT_HTTP_ENDPOINT", "Collector", "OtlpSender"]
 
