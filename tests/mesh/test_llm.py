@@ -320,3 +320,35 @@ async def test_a_streamed_call_records_first_chunk_and_count(
     for span in spans:  # the caller's CLIENT span and the provider's SERVER span
         assert span.attrs["mesh.stream.chunks"] == n
         assert 0 <= span.attrs["mesh.stream.first_chunk_ms"] <= (span.end - span.start) / 1e6
+
+
+async def test_a_record_with_hundreds_of_tools_does_not_flood_the_model(
+    start_agents, settings: Settings
+) -> None:
+    from natsmesh.genai.toolset import MAX_LLM_TOOLS
+    from natsmesh.wire import AgentRecord, ToolRecord, encode_record
+
+    await start_agents(
+        llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO), llm_agents.asker()
+    )
+    flood = AgentRecord(
+        name="flood-agent",
+        instance_id="flood-agent-1",
+        version="1.0.0",
+        description="",
+        host="h",
+        pid=1,
+        started_at=0,
+        tools=tuple(
+            ToolRecord(name=f"hotel_{i}", capability=f"hotel_{i}", tags=("hotels",))
+            for i in range(200)
+        ),
+    )
+    async with connect(settings) as mesh:
+        kv = await mesh.nc.jetstream().key_value(settings.registry_bucket)
+        await kv.put("flood-agent.flood-agent-1", encode_record(flood))
+        await mesh.view.wait_for(lambda v: v.has("hotel_199"), timeout=5)
+        out = await mesh.call("ask", {"destination": "Kyoto"})
+    assert len(out["tools"]) == MAX_LLM_TOOLS
+    assert len(set(out["tools"])) == len(out["tools"])
+    assert out["answer"] == "Hello from the scripted model"
