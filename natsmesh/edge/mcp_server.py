@@ -1,0 +1,381 @@
+"""The mesh as an MCP server: every live mesh tool is an MCP tool, over stdio or streamable HTTP.
+
+One :class:`MeshMcpServer` per process follows the registry view and serves any number of
+MCP sessions. Its tool list is rebuilt when the registry changes; when the list really
+changes it tells every session: ``notifications/tools/list_changed`` to handshake-era
+sessions (up to protocol 2025-11-25, what Claude Desktop and Claude Code speak) and a
+``subscriptions/listen`` event to 2026-07-28 sessions. Each ``tools/call`` ends in one
+``client.call`` (or ``client.stream``, whose chunks become progress notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fnmatch
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.transport_security import TransportSecuritySettings
+
+from natsmesh import __version__, wire
+from natsmesh.client import CallContext, MeshClient
+from natsmesh.errors import MeshError
+from natsmesh.wire import AgentRecord, ToolRecord
+
+log = logging.getLogger("natsmesh.mcp")
+
+#: ``_meta`` key of a tool error result that carries the mesh error ({type, message, details})
+ERROR_META_KEY = "natsmesh/error"
+INSTRUCTIONS = (
+    "The tools of a natsmesh agent mesh. The list follows the agents that are running; "
+    "each call goes to the best live provider over NATS."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Expose:
+    """Which mesh tools are MCP tools.
+
+    Names match a tool's name or its capability (shell wildcards allowed); tags match any
+    of a tool's tags. With include rules (``tools`` or ``tags``), a tool must match one of
+    them; an exclude rule always wins. LLM providers are not tools for MCP clients and are
+    never exposed.
+    """
+
+    tools: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    exclude_tools: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+
+    def allows(self, tool: ToolRecord) -> bool:
+        if tool.kind != "tool":
+            return False
+
+        def named(patterns: tuple[str, ...]) -> bool:
+            return any(
+                fnmatch.fnmatchcase(tool.name, p) or fnmatch.fnmatchcase(tool.capability, p)
+                for p in patterns
+            )
+
+        if named(self.exclude_tools) or set(tool.tags) & set(self.exclude_tags):
+            return False
+        if not (self.tools or self.tags):
+            return True
+        return named(self.tools) or bool(set(tool.tags) & set(self.tags))
+
+
+@dataclasses.dataclass(frozen=True)
+class McpTool:
+    """One mesh capability as an MCP tool."""
+
+    tool: types.Tool
+    capability: str
+    stream: bool
+    #: the mesh result is not a JSON object, so structured content wraps it: ``{"result": ...}``
+    wrapped: bool
+
+
+def output_schema(schema: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """The MCP output schema for a mesh result schema, and whether results are wrapped.
+
+    MCP wants an object at the root (through protocol 2025-11-25); anything else is
+    wrapped as ``{"result": <schema>}``, with ``$defs`` kept at the root for ``$ref``.
+    """
+    if schema is None:
+        return None, False
+    if schema.get("type") == "object":
+        return dict(schema), False
+    inner = dict(schema)
+    defs = inner.pop("$defs", None)
+    wrapped: dict[str, Any] = {
+        "type": "object",
+        "properties": {"result": inner},
+        "required": ["result"],
+    }
+    if defs:
+        wrapped["$defs"] = defs
+    return wrapped, True
+
+
+def mcp_tool(record: ToolRecord) -> McpTool:
+    """The MCP tool for a mesh tool record; it is named after the capability it calls."""
+    input_schema = dict(record.input_schema or {})
+    input_schema.setdefault("type", "object")
+    schema, wrapped = output_schema(record.output_schema)
+    tool = types.Tool(
+        name=record.capability,
+        description=record.description or None,
+        input_schema=input_schema,
+        output_schema=schema,
+        annotations=types.ToolAnnotations(idempotent_hint=True) if record.idempotent else None,
+    )
+    return McpTool(tool, record.capability, record.stream, wrapped)
+
+
+def mesh_tools(records: Iterable[AgentRecord], expose: Expose) -> dict[str, McpTool]:
+    """The exposed tools of live agents, one per capability, sorted by name.
+
+    Several providers of one capability are one MCP tool (the mesh picks a provider per
+    call); its schema is the one of the first agent by name.
+    """
+    out: dict[str, McpTool] = {}
+    for record in sorted(records, key=lambda r: (r.name, r.instance_id)):
+        for t in record.tools:
+            if t.capability not in out and expose.allows(t):
+                out[t.capability] = mcp_tool(t)
+    return dict(sorted(out.items()))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else wire.encode_json(value).decode()
+
+
+def tool_result(entry: McpTool, value: Any) -> types.CallToolResult:
+    """A mesh result as an MCP tool result: text, plus structured content when the tool
+    declares an output schema."""
+    structured = None
+    if entry.tool.output_schema is not None:
+        structured = {"result": value} if entry.wrapped else value
+    return types.CallToolResult(
+        content=[types.TextContent(text=_text(value))], structured_content=structured
+    )
+
+
+def error_result(message: str, error: Mapping[str, Any] | None = None) -> types.CallToolResult:
+    """An MCP tool error (``isError: true``) with a one-line message."""
+    line = message.splitlines()[0] if message else "error"
+    meta = {ERROR_META_KEY: dict(error)} if error is not None else None
+    return types.CallToolResult.model_validate(
+        {"content": [{"type": "text", "text": line}], "isError": True, "_meta": meta}
+    )
+
+
+def trace_context(meta: Mapping[str, Any] | None) -> CallContext | None:
+    """The caller's trace context from a request's ``_meta`` (``traceparent``, ``tracestate``)."""
+    if not meta:
+        return None
+    traceparent = meta.get("traceparent")
+    if not isinstance(traceparent, str):
+        return None
+    tracestate = meta.get("tracestate")
+    return CallContext(
+        traceparent=traceparent, tracestate=tracestate if isinstance(tracestate, str) else None
+    )
+
+
+class _MeshServer(Server[Any]):
+    """The low-level server, advertising ``tools.listChanged`` on every transport."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+class MeshMcpServer:
+    """An MCP server whose tools are the live mesh tools (see the module docstring).
+
+    ``client`` is a connected :class:`~natsmesh.MeshClient` (best made with
+    ``natsmesh.connect(settings, caller="mcp", tracing=True)``). Call :meth:`following`
+    around serving, so the tool list follows the registry.
+    """
+
+    def __init__(self, client: MeshClient, expose: Expose | None = None) -> None:
+        self.client = client
+        self.expose = expose or Expose()
+        self.bus = InMemorySubscriptionBus()
+        self.listen = ListenHandler(self.bus)
+        self.server = _MeshServer(
+            "natsmesh",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_subscriptions_listen=self.listen,
+        )
+        self.server.middleware.append(self._track_sessions)
+        self.tools = mesh_tools(client.view.records.values(), self.expose)
+        self._sessions: list[ServerSession] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        """Follow the registry while the block runs."""
+        self.refresh()
+        remove = self.client.view.add_listener(self.refresh)
+        try:
+            yield
+        finally:
+            remove()
+            self.listen.close()
+            for task in self._tasks:
+                task.cancel()
+
+    def refresh(self) -> None:
+        """Rebuild the tool list; tell the sessions when it changed. Runs on every
+        registry change, heartbeats included, so it compares before it notifies."""
+        tools = mesh_tools(self.client.view.records.values(), self.expose)
+        if tools == self.tools:
+            return
+        added, removed = tools.keys() - self.tools.keys(), self.tools.keys() - tools.keys()
+        self.tools = tools
+        log.info("MCP tools changed (+%s, -%s)", sorted(added), sorted(removed))
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for session in list(self._sessions):
+            try:
+                await session.send_tool_list_changed()
+            except Exception as exc:  # the session is gone
+                log.debug("dropping an MCP session: %s", exc)
+                with contextlib.suppress(ValueError):
+                    self._sessions.remove(session)
+
+    async def _track_sessions(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """Remember each handshake-era session once it is initialized (it has a standing
+        channel for ``list_changed``); 2026-07-28 sessions listen on the bus instead."""
+        result = await call_next(ctx)
+        if ctx.method == "notifications/initialized":
+            self._sessions.append(ctx.session)
+        return result
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[t.tool for t in self.tools.values()])
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        entry = self.tools.get(params.name)
+        if entry is None:
+            return error_result(
+                f"no live mesh tool named {params.name!r} is exposed here (tools/list shows them)"
+            )
+        arguments = params.arguments or {}
+        context = trace_context(ctx.meta)
+        try:
+            if entry.stream:
+                value = await self._stream(entry, arguments, context, ctx.session)
+            else:
+                value = await self.client.call(entry.capability, arguments, context=context)
+        except MeshError as exc:
+            return error_result(exc.message, exc.to_wire())
+        except Exception as exc:
+            log.exception("MCP call of %s failed", entry.capability)
+            return error_result(f"{type(exc).__name__}: {exc}")
+        return tool_result(entry, value)
+
+    async def _stream(
+        self,
+        entry: McpTool,
+        arguments: Mapping[str, Any],
+        context: CallContext | None,
+        session: ServerSession,
+    ) -> Any:
+        """Each chunk is a progress notification (when the client sent a progress token):
+        ``progress`` counts the chunks, ``message`` is the chunk as JSON text."""
+        async with self.client.stream(entry.capability, arguments, context=context) as parts:
+            count = 0
+            async for chunk in parts:
+                count += 1
+                await session.report_progress(count, None, _text(chunk))
+        return parts.result
+
+
+async def serve_stdio(client: MeshClient, expose: Expose | None = None) -> None:
+    """Serve MCP over this process's stdin and stdout until the client closes stdin."""
+    from mcp.server.stdio import stdio_server
+
+    face = MeshMcpServer(client, expose)
+    with face.following():
+        async with stdio_server() as (read, write):
+            await face.server.run(read, write, face.server.create_initialization_options())
+
+
+class McpApp:
+    """The MCP server as an ASGI app for streamable HTTP (any path: mount it anywhere).
+
+    Run on its own (``uvicorn.run(app)``) it handles its lifespan itself. Mounted in a
+    Starlette app (``Mount("/mcp", app=app)``), the parent's lifespan must enter
+    ``app.lifespan()``: Starlette does not run a mounted app's lifespan, and the MCP
+    session manager only serves inside it.
+    """
+
+    def __init__(
+        self,
+        face: MeshMcpServer,
+        *,
+        json_response: bool = False,
+        security: TransportSecuritySettings | None = None,
+    ) -> None:
+        self.face = face
+        self.session_manager = StreamableHTTPSessionManager(
+            app=face.server, json_response=json_response, security_settings=security
+        )
+        self._asgi = StreamableHTTPASGIApp(self.session_manager)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Serve sessions and follow the registry while the block runs (once per app)."""
+        async with self.session_manager.run():
+            with self.face.following():
+                yield
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self._asgi(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            if not started:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def mcp_asgi_app(
+    client: MeshClient,
+    *,
+    expose: Expose | None = None,
+    json_response: bool = False,
+    security: TransportSecuritySettings | None = None,
+) -> McpApp:
+    """The mesh's MCP server as a streamable-HTTP ASGI app (see :class:`McpApp`).
+
+    ``security`` passes the SDK's DNS-rebinding protection settings through (allowed
+    hosts and origins); the default checks nothing, so put authentication in front.
+    """
+    return McpApp(MeshMcpServer(client, expose), json_response=json_response, security=security)
