@@ -187,16 +187,6 @@ def mesh_result(tool: str, result: Any) -> Any:
     return blocks
 
 
-def _traceparent() -> str | None:
-    """The current span's ``traceparent`` (the SERVER span of the mesh call), if any."""
-    from opentelemetry import trace
-
-    from natsmesh.tracing.context import format_traceparent
-
-    span = trace.get_current_span().get_span_context()
-    return format_traceparent(span.trace_id, span.span_id) if span.is_valid else None
-
-
 def tool_specs(spec: McpServerSpec, tools: Sequence[Any], session: ClientSession) -> list[ToolSpec]:
     """Mesh tool specs for the MCP server's tools; each calls ``session``."""
     out: list[ToolSpec] = []
@@ -225,10 +215,8 @@ def tool_specs(spec: McpServerSpec, tools: Sequence[Any], session: ClientSession
 
 def _caller(session: ClientSession, tool: str) -> Any:
     async def call(**arguments: Any) -> Any:
-        traceparent = _traceparent()
-        meta: Any = {"traceparent": traceparent} if traceparent else None
-        result = await session.call_tool(tool, arguments, meta=meta)
-        return mesh_result(tool, result)
+        # the SDK puts the current span (the mesh SERVER span) in _meta.traceparent
+        return mesh_result(tool, await session.call_tool(tool, arguments))
 
     call.__name__ = call.__qualname__ = capability_for(tool)
     return call

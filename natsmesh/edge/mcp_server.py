@@ -27,10 +27,13 @@ from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from natsmesh import __version__, wire
 from natsmesh.client import CallContext, MeshClient
 from natsmesh.errors import MeshError
+from natsmesh.tracing.context import format_traceparent
 from natsmesh.wire import AgentRecord, ToolRecord
 
 log = logging.getLogger("natsmesh.mcp")
@@ -161,17 +164,19 @@ def error_result(message: str, error: Mapping[str, Any] | None = None) -> types.
     )
 
 
-def trace_context(meta: Mapping[str, Any] | None) -> CallContext | None:
-    """The caller's trace context from a request's ``_meta`` (``traceparent``, ``tracestate``)."""
-    if not meta:
+def trace_context() -> CallContext | None:
+    """The trace context a call continues: the current span's.
+
+    The SDK's server middleware makes a span current for each request, the child of the
+    request's ``_meta.traceparent`` when it has one (a non-recording one when this process
+    has no OpenTelemetry provider), so the mesh CLIENT span nests under it.
+    """
+    current = otel_context.get_current()
+    span = trace.get_current_span(current).get_span_context()
+    if not span.is_valid:
         return None
-    traceparent = meta.get("traceparent")
-    if not isinstance(traceparent, str):
-        return None
-    tracestate = meta.get("tracestate")
-    return CallContext(
-        traceparent=traceparent, tracestate=tracestate if isinstance(tracestate, str) else None
-    )
+    traceparent = format_traceparent(span.trace_id, span.span_id, span.trace_flags.sampled)
+    return CallContext(otel_context=current, traceparent=traceparent)
 
 
 class _MeshServer(Server[Any]):
@@ -276,7 +281,7 @@ class MeshMcpServer:
                 f"no live mesh tool named {params.name!r} is exposed here (tools/list shows them)"
             )
         arguments = params.arguments or {}
-        context = trace_context(ctx.meta)
+        context = trace_context()
         try:
             if entry.stream:
                 value = await self._stream(entry, arguments, context, ctx.session)

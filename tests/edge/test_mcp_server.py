@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import listen
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from natsmesh import subjects, wire
 from natsmesh.config import Settings
@@ -27,12 +30,13 @@ from natsmesh.edge.mcp_server import (
     mesh_tools,
     output_schema,
 )
-from natsmesh.loader import collect
+from natsmesh.loader import collect, load_file
 from natsmesh.session import connect
-from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
+from natsmesh.tracing.context import new_span_id, new_trace_id
 from natsmesh.wire import ToolRecord
 from tests.agents import stream_agent
 from tests.conftest import env_for, mesh_settings
+from tests.helpers import TEST_AGENTS
 
 NATSMESH = str(Path(sys.executable).parent / "natsmesh")
 TRIP_AGENTS = (
@@ -171,20 +175,17 @@ async def serve_http(settings: Settings) -> AsyncIterator[str]:
                 yield
 
         app = Starlette(routes=[Mount("/mcp", app=mcp_app)], lifespan=lifespan)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        task = asyncio.create_task(server.serve())
-        await asyncio.wait_for(_started(server), WAIT)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))  # the port is ours before uvicorn starts: no race
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, WAIT)
-
-
-async def _started(server: Any) -> None:
-    while not server.started:  # uvicorn has no started event to await
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(params=["stdio", "http", "http-2026"])
@@ -209,6 +210,10 @@ async def _spans(nc: Any, settings: Settings, trace_id: str, done: Any) -> list[
         async with asyncio.timeout(WAIT):
             while not done(spans):
                 spans.append(wire.decode_span((await sub.next_msg(timeout=WAIT)).data))
+    except TimeoutError:
+        raise AssertionError(
+            f"spans so far: {[(x.name, x.kind, x.service) for x in spans]}"
+        ) from None
     finally:
         await sub.unsubscribe()
     return spans
@@ -224,7 +229,9 @@ async def test_lists_and_calls_the_trip_planner(
         listing = {t.name: t for t in (await mcp.session.list_tools()).tools}
         assert {"plan_trip", "flight_search", "hotel_search", "weather_forecast"} <= set(listing)
         assert "llm" not in listing  # LLM providers are not MCP tools
-        record = next(t for r in mesh.view.records.values() for t in r.tools if t.name == "plan_trip")
+        record = next(
+            t for r in mesh.view.records.values() for t in r.tools if t.name == "plan_trip"
+        )
         plan = listing["plan_trip"]
         assert plan.input_schema == record.input_schema
         assert plan.output_schema == {
@@ -235,30 +242,42 @@ async def test_lists_and_calls_the_trip_planner(
         assert plan.description == record.description
 
         spans = asyncio.ensure_future(
-            _spans(
-                mesh.nc,
-                settings,
-                trace_id,
-                lambda s: any(x.name == "plan_trip" and x.kind == SERVER for x in s)
-                and any(x.kind == CLIENT and x.service == "mcp" for x in s),
+            _spans(mesh.nc, settings, trace_id, _planned(mcp.mode == "stdio"))
+        )
+        await asyncio.sleep(0)  # subscribed before the call
+        parent = SpanContext(int(trace_id, 16), int(root, 16), False, TraceFlags(1))
+        with trace.use_span(NonRecordingSpan(parent)):  # the SDK sends it as _meta.traceparent
+            result = await mcp.session.call_tool(
+                "plan_trip", {"destination": "Kyoto", "dates": "June 1-5", "budget": "$2000"}
             )
-        )
-        await asyncio.sleep(0)
-        result = await mcp.session.call_tool(
-            "plan_trip",
-            {"destination": "Kyoto", "dates": "June 1-5", "budget": "$2000"},
-            meta={"traceparent": format_traceparent(trace_id, root)},
-        )
         assert not result.is_error, result.content
         text = result.content[0].text  # type: ignore[union-attr]
         assert "Kyoto" in text
         assert result.structured_content == {"result": text}
-        # the MCP request's traceparent continues: the mcp process's CLIENT span is its child
-        found = await spans
-        hop = next(x for x in found if x.kind == CLIENT and x.service == "mcp")
-        assert hop.parent_id == root
-        server = next(x for x in found if x.name == "plan_trip" and x.kind == SERVER)
-        assert server.parent_id == hop.span_id
+        # all in the MCP client's trace (the subject has its id): the request's span ->
+        # the SDK's MCP server span -> the mesh CLIENT span -> the planner's SERVER span
+        found = {x.span_id: x for x in await spans}
+        server = next(x for x in found.values() if x.name == "plan_trip" and x.kind == SERVER)
+        hop = found[server.parent_id]
+        assert hop.kind == CLIENT and hop.service == "mcp" and hop.name == "call plan_trip"
+        assert hop.parent_id is not None
+        if mcp.mode == "stdio":
+            request = found[hop.parent_id]
+            assert request.name == "tools/call plan_trip" and request.service == "mcp"
+
+
+def _planned(stdio: bool) -> Any:
+    """Done when the planner's SERVER span, the mcp process's CLIENT span and (when it runs
+    in its own process, whose OpenTelemetry provider it owns) the SDK's MCP server span
+    have arrived."""
+
+    def done(spans: list[Any]) -> bool:
+        names = {(s.name, s.kind) for s in spans}
+        return {("plan_trip", SERVER), ("call plan_trip", CLIENT)} <= names and (
+            not stdio or ("tools/call plan_trip", SERVER) in names
+        )
+
+    return done
 
 
 async def test_a_tool_appears_and_disappears(
@@ -274,7 +293,6 @@ async def test_a_tool_appears_and_disappears(
         assert await mcp.names() == []
 
 
-@pytest.mark.xfail(strict=False, reason="streamed chunks need the call protocol 2 (lead)")
 async def test_streamed_chunks_are_progress(
     start_agents: Any, open_mcp: Any, streamer: Any
 ) -> None:
@@ -291,9 +309,7 @@ async def test_streamed_chunks_are_progress(
     assert [p for p, _, _ in progress] == [1, 2, 3]
 
 
-async def test_mesh_errors_are_tool_errors(
-    start_agents: Any, open_mcp: Any, streamer: Any
-) -> None:
+async def test_mesh_errors_are_tool_errors(start_agents: Any, open_mcp: Any, streamer: Any) -> None:
     await start_agents(streamer)
     async with open_mcp() as mcp:
         broken = await mcp.session.call_tool("broken", {"text": "design"})
@@ -304,12 +320,13 @@ async def test_mesh_errors_are_tool_errors(
         assert invalid.is_error
         assert invalid.content[0].text == "invalid arguments: text: Input should be a valid string"  # type: ignore[union-attr]
         missing = await mcp.session.call_tool("no_such_tool", {})
-        assert missing.is_error and "no live mesh tool named 'no_such_tool'" in missing.content[0].text  # type: ignore[union-attr]
+        assert (
+            missing.is_error and "no live mesh tool named 'no_such_tool'" in missing.content[0].text
+        )  # type: ignore[union-attr]
         # the connection carries on
         assert "count" in await mcp.names()
 
 
-@pytest.mark.xfail(strict=False, reason="worker-side cancellation needs the call protocol 2 (lead)")
 async def test_cancelling_the_mcp_call_cancels_the_mesh_call(
     start_agents: Any, open_mcp: Any, streamer: Any
 ) -> None:
@@ -326,7 +343,7 @@ async def test_cancelling_the_mcp_call_cancels_the_mesh_call(
 async def test_expose_filters_by_tag_and_name(
     start_agents: Any, settings: Settings, streamer: Any
 ) -> None:
-    await start_agents(streamer, "echo_agent", "hotel_agent")
+    await start_agents(streamer, load_file(TEST_AGENTS / "echo_agent.py"), "hotel_agent")
     async with stdio_mcp(settings, "--tag", "test", "--exclude", "broken") as mcp:
         assert await mcp.names() == ["count", "echo", "sleepy"]
         refused = await mcp.session.call_tool("broken", {"text": "x"})
