@@ -99,22 +99,28 @@ class Mcp:
         assert isinstance(note, types.ToolListChangedNotification)
 
 
-def _handler(queue: asyncio.Queue[Any]) -> Any:
+def _handler(queue: asyncio.Queue[Any], garbage: list[Exception] | None = None) -> Any:
     async def handle(message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             await queue.put(message)
+        elif isinstance(message, Exception) and garbage is not None:
+            garbage.append(message)  # a stdout line that is not JSON-RPC
 
     return handle
 
 
 @contextlib.asynccontextmanager
-async def stdio_mcp(settings: Settings, *args: str) -> AsyncIterator[Mcp]:
+async def stdio_mcp(
+    settings: Settings, *args: str, garbage: list[Exception] | None = None, **env: str
+) -> AsyncIterator[Mcp]:
     """``natsmesh mcp ARGS`` as a child process, as Claude Desktop starts it."""
-    params = StdioServerParameters(command=NATSMESH, args=["mcp", *args], env=env_for(settings))
+    params = StdioServerParameters(
+        command=NATSMESH, args=["mcp", *args], env=env_for(settings) | env
+    )
     queue: asyncio.Queue[Any] = asyncio.Queue()
     async with (
         stdio_client(params) as (read, write),
-        ClientSession(read, write, message_handler=_handler(queue)) as session,
+        ClientSession(read, write, message_handler=_handler(queue, garbage)) as session,
     ):
         await session.initialize()
         yield Mcp(session, "stdio", queue)
@@ -280,6 +286,23 @@ def _planned(stdio: bool) -> Any:
     return done
 
 
+async def test_without_spans_of_its_own_the_call_still_continues_the_trace(
+    start_agents: Any, settings: Settings
+) -> None:
+    await start_agents(load_file(TEST_AGENTS / "echo_agent.py"))
+    trace_id, root = new_trace_id(), new_span_id()
+    async with connect(settings) as mesh, stdio_mcp(settings, "--no-tracing") as mcp:
+        spans = asyncio.ensure_future(
+            _spans(mesh.nc, settings, trace_id, lambda s: any(x.name == "echo" for x in s))
+        )
+        await asyncio.sleep(0)  # subscribed before the call
+        parent = SpanContext(int(trace_id, 16), int(root, 16), False, TraceFlags(1))
+        with trace.use_span(NonRecordingSpan(parent)):
+            assert not (await mcp.session.call_tool("echo", {"text": "hi"})).is_error
+        [echo] = [x for x in await spans if x.name == "echo"]
+    assert echo.kind == SERVER and echo.service == "echo-agent"  # in the MCP client's trace
+
+
 async def test_a_tool_appears_and_disappears(
     start_agents: Any, open_mcp: Any, streamer: Any
 ) -> None:
@@ -352,6 +375,21 @@ async def test_expose_filters_by_tag_and_name(
         assert await mcp.names() == ["hotel_search", "sleepy"]
     async with stdio_mcp(settings, "--exclude-tag", "test") as mcp:
         assert await mcp.names() == ["hotel_search"]
+
+
+async def test_stdout_carries_only_the_protocol(
+    start_agents: Any, settings: Settings, streamer: Any
+) -> None:
+    await start_agents(streamer)
+    garbage: list[Exception] = []
+    async with stdio_mcp(settings, garbage=garbage, NATSMESH_DEBUG="true") as mcp:
+        assert await mcp.names() == ["broken", "count", "sleepy"]
+        assert (await mcp.session.call_tool("broken", {"text": "x"})).is_error
+        async with mcp.change():
+            [echo] = await start_agents(load_file(TEST_AGENTS / "echo_agent.py"))
+        assert not (await mcp.session.call_tool("echo", {"text": "x"})).is_error
+        await echo.stop()
+    assert garbage == []
 
 
 def _tool(name: str, tags: tuple[str, ...] = (), kind: str = "tool", **kw: Any) -> ToolRecord:
