@@ -36,7 +36,7 @@ from natsmesh.tracing.context import new_span_id, new_trace_id
 from natsmesh.wire import ToolRecord
 from tests.agents import stream_agent
 from tests.conftest import env_for, mesh_settings
-from tests.helpers import TEST_AGENTS
+from tests.helpers import TEST_AGENTS, eventually
 
 NATSMESH = str(Path(sys.executable).parent / "natsmesh")
 TRIP_AGENTS = (
@@ -166,7 +166,7 @@ async def http_mcp(url: str, mode: str) -> AsyncIterator[Mcp]:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(settings: Settings) -> AsyncIterator[str]:
+async def serve_http(settings: Settings, apps: list[Any] | None = None) -> AsyncIterator[str]:
     """The MCP app mounted at /mcp in a Starlette app under uvicorn, on a free port."""
     import uvicorn
     from starlette.applications import Starlette
@@ -174,6 +174,8 @@ async def serve_http(settings: Settings) -> AsyncIterator[str]:
 
     async with connect(settings, caller="mcp", tracing=True) as client:
         mcp_app = mcp_asgi_app(client)
+        if apps is not None:
+            apps.append(mcp_app)
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -390,6 +392,17 @@ async def test_stdout_carries_only_the_protocol(
         assert not (await mcp.session.call_tool("echo", {"text": "x"})).is_error
         await echo.stop()
     assert garbage == []
+
+
+async def test_closed_http_sessions_are_forgotten(settings: Settings) -> None:
+    apps: list[Any] = []
+    async with serve_http(settings, apps) as url:
+        [app] = apps
+        for _ in range(3):
+            async with http_mcp(url, "http") as mcp:
+                await mcp.names()
+                assert len(app.face.sessions) == 1
+            await eventually(lambda: not app.face.sessions, WAIT, "the session to be forgotten")
 
 
 def _tool(name: str, tags: tuple[str, ...] = (), kind: str = "tool", **kw: Any) -> ToolRecord:
