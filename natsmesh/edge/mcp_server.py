@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import fnmatch
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -111,13 +112,13 @@ def output_schema(schema: Mapping[str, Any] | None) -> tuple[dict[str, Any] | No
     return wrapped, True
 
 
-def mcp_tool(record: ToolRecord) -> McpTool:
-    """The MCP tool for a mesh tool record; it is named after the capability it calls."""
+def mcp_tool(record: ToolRecord, name: str | None = None) -> McpTool:
+    """The MCP tool for a mesh tool record (named after the tool unless ``name`` is given)."""
     input_schema = dict(record.input_schema or {})
     input_schema.setdefault("type", "object")
     schema, wrapped = output_schema(record.output_schema)
     tool = types.Tool(
-        name=record.capability,
+        name=name or record.name,
         description=record.description or None,
         input_schema=input_schema,
         output_schema=schema,
@@ -127,16 +128,23 @@ def mcp_tool(record: ToolRecord) -> McpTool:
 
 
 def mesh_tools(records: Iterable[AgentRecord], expose: Expose) -> dict[str, McpTool]:
-    """The exposed tools of live agents, one per capability, sorted by name.
+    """The exposed tools of live agents, one per capability, by MCP name, sorted.
 
-    Several providers of one capability are one MCP tool (the mesh picks a provider per
-    call); its schema is the one of the first agent by name.
+    An MCP tool is named after the mesh tool (``plan_trip``), as ``@mesh.llm`` shows tools
+    to models, and calls its capability. Several providers of one capability are one
+    MCP tool (the mesh picks a provider per call), described by the first agent by name;
+    tools of different capabilities that share a name are named after their capabilities.
     """
-    out: dict[str, McpTool] = {}
+    chosen: dict[str, ToolRecord] = {}
     for record in sorted(records, key=lambda r: (r.name, r.instance_id)):
         for t in record.tools:
-            if t.capability not in out and expose.allows(t):
-                out[t.capability] = mcp_tool(t)
+            if t.capability not in chosen and expose.allows(t):
+                chosen[t.capability] = t
+    names = Counter(t.name for t in chosen.values())
+    out = {}
+    for capability, t in chosen.items():
+        name = t.name if names[t.name] == 1 else capability
+        out[name] = mcp_tool(t, name)
     return dict(sorted(out.items()))
 
 
@@ -216,6 +224,7 @@ class MeshMcpServer:
             on_call_tool=self._call_tool,
             on_subscriptions_listen=self.listen,
         )
+        self.server.middleware.insert(0, self._export_spans)  # outside the SDK's span
         self.server.middleware.append(self._track_sessions)
         self.tools = mesh_tools(client.view.records.values(), self.expose)
         self._sessions: list[ServerSession] = []
@@ -254,8 +263,22 @@ class MeshMcpServer:
                 await session.send_tool_list_changed()
             except Exception as exc:  # the session is gone
                 log.debug("dropping an MCP session: %s", exc)
-                with contextlib.suppress(ValueError):
-                    self._sessions.remove(session)
+                self._forget(session)
+
+    async def _export_spans(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """Export the SDK's span of a ``tools/call`` (the parent of the mesh CLIENT span)
+        with this process's spans: spans made with the OpenTelemetry API go to the exporter
+        that is attached while they end."""
+        tracing = self.client.tracing
+        if tracing is None or ctx.method != "tools/call":
+            return await call_next(ctx)
+        token = tracing.attach(otel_context.get_current())
+        try:
+            return await call_next(ctx)
+        finally:
+            tracing.detach(token)
 
     async def _track_sessions(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
@@ -264,8 +287,23 @@ class MeshMcpServer:
         channel for ``list_changed``); 2026-07-28 sessions listen on the bus instead."""
         result = await call_next(ctx)
         if ctx.method == "notifications/initialized":
-            self._sessions.append(ctx.session)
+            session = ctx.session
+            self._sessions.append(session)
+            # the connection unwinds its exit stack when it closes; the SDK hands the
+            # low-level handlers no public way to reach it yet
+            connection = getattr(session, "_connection", None)
+            if connection is not None:
+                connection.exit_stack.callback(self._forget, session)
         return result
+
+    @property
+    def sessions(self) -> tuple[ServerSession, ...]:
+        """The open handshake-era sessions, which ``list_changed`` is sent to."""
+        return tuple(self._sessions)
+
+    def _forget(self, session: ServerSession) -> None:
+        with contextlib.suppress(ValueError):
+            self._sessions.remove(session)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import sys
@@ -82,6 +83,15 @@ class Mcp:
 
     async def names(self) -> list[str]:
         return [t.name for t in (await self.session.list_tools()).tools]
+
+    async def lists(self, *names: str) -> None:
+        """Wait until these tools are listed (the server's view of the registry may lag
+        the test's for a moment)."""
+
+        async def listed() -> bool:
+            return set(names) <= set(await self.names())
+
+        await eventually(listed, WAIT, f"{', '.join(names)} to be listed")
 
     @contextlib.asynccontextmanager
     async def change(self) -> AsyncIterator[None]:
@@ -234,56 +244,65 @@ async def test_lists_and_calls_the_trip_planner(
     trace_id, root = new_trace_id(), new_span_id()
     async with connect(settings) as mesh, open_mcp() as mcp:
         await mesh.view.wait_for(lambda v: len(v.records) == len(TRIP_AGENTS), WAIT)
+        await mcp.lists("plan_trip")
         listing = {t.name: t for t in (await mcp.session.list_tools()).tools}
-        assert {"plan_trip", "flight_search", "hotel_search", "weather_forecast"} <= set(listing)
-        assert "llm" not in listing  # LLM providers are not MCP tools
+        assert {"plan_trip", "flight_search", "hotel_search", "get_weather"} <= set(listing)
+        assert "claude_provider" not in listing  # LLM providers are not MCP tools
         record = next(
             t for r in mesh.view.records.values() for t in r.tools if t.name == "plan_trip"
         )
         plan = listing["plan_trip"]
         assert plan.input_schema == record.input_schema
-        assert plan.output_schema == {
-            "type": "object",
-            "properties": {"result": {"type": "string"}},
-            "required": ["result"],
-        }
         assert plan.description == record.description
+        hotels = listing["hotel_search"]
+        assert hotels.output_schema == {"type": "object", "additionalProperties": True}
 
         spans = asyncio.ensure_future(
-            _spans(mesh.nc, settings, trace_id, _planned(mcp.mode == "stdio"))
+            _spans(mesh.nc, settings, trace_id, _planned(record.capability))
         )
         await asyncio.sleep(0)  # subscribed before the call
+        progress: list[str | None] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message)
+
         parent = SpanContext(int(trace_id, 16), int(root, 16), False, TraceFlags(1))
         with trace.use_span(NonRecordingSpan(parent)):  # the SDK sends it as _meta.traceparent
             result = await mcp.session.call_tool(
-                "plan_trip", {"destination": "Kyoto", "dates": "June 1-5", "budget": "$2000"}
+                "plan_trip",
+                {"destination": "Kyoto", "dates": "June 1-5", "budget": "$2000"},
+                progress_callback=on_progress,
             )
         assert not result.is_error, result.content
         text = result.content[0].text  # type: ignore[union-attr]
         assert "Kyoto" in text
-        assert result.structured_content == {"result": text}
+        assert progress  # plan_trip streams: its chunks came as progress notifications
+        found_hotels = await mcp.session.call_tool("hotel_search", {"destination": "Kyoto"})
+        assert found_hotels.structured_content["destination"] == "Kyoto"  # type: ignore[index]
+        assert json.loads(found_hotels.content[0].text) == found_hotels.structured_content  # type: ignore[union-attr]
         # all in the MCP client's trace (the subject has its id): the request's span ->
         # the SDK's MCP server span -> the mesh CLIENT span -> the planner's SERVER span
         found = {x.span_id: x for x in await spans}
         server = next(x for x in found.values() if x.name == "plan_trip" and x.kind == SERVER)
         hop = found[server.parent_id]
-        assert hop.kind == CLIENT and hop.service == "mcp" and hop.name == "call plan_trip"
-        assert hop.parent_id is not None
-        if mcp.mode == "stdio":
-            request = found[hop.parent_id]
-            assert request.name == "tools/call plan_trip" and request.service == "mcp"
+        assert hop.kind == CLIENT and hop.service == "mcp"
+        assert hop.name == f"call {record.capability}"
+        request = found[hop.parent_id]
+        assert request.name == "tools/call plan_trip" and request.service == "mcp"
+        assert request.kind == SERVER and request.parent_id is not None
 
 
-def _planned(stdio: bool) -> Any:
-    """Done when the planner's SERVER span, the mcp process's CLIENT span and (when it runs
-    in its own process, whose OpenTelemetry provider it owns) the SDK's MCP server span
-    have arrived."""
+def _planned(capability: str) -> Any:
+    """Done when the planner's SERVER span, the mcp process's CLIENT span and the SDK's
+    span of the MCP request have arrived."""
 
     def done(spans: list[Any]) -> bool:
         names = {(s.name, s.kind) for s in spans}
-        return {("plan_trip", SERVER), ("call plan_trip", CLIENT)} <= names and (
-            not stdio or ("tools/call plan_trip", SERVER) in names
-        )
+        return {
+            ("plan_trip", SERVER),
+            (f"call {capability}", CLIENT),
+            ("tools/call plan_trip", SERVER),
+        } <= names
 
     return done
 
@@ -294,6 +313,7 @@ async def test_without_spans_of_its_own_the_call_still_continues_the_trace(
     await start_agents(load_file(TEST_AGENTS / "echo_agent.py"))
     trace_id, root = new_trace_id(), new_span_id()
     async with connect(settings) as mesh, stdio_mcp(settings, "--no-tracing") as mcp:
+        await mcp.lists("echo")
         spans = asyncio.ensure_future(
             _spans(mesh.nc, settings, trace_id, lambda s: any(x.name == "echo" for x in s))
         )
@@ -328,6 +348,7 @@ async def test_streamed_chunks_are_progress(
         progress.append((value, total, message))
 
     async with open_mcp() as mcp:
+        await mcp.lists("count")
         result = await mcp.session.call_tool("count", {"n": 3}, progress_callback=on_progress)
         assert not result.is_error, result.content
     assert [m for _, _, m in progress] == ['{"i":0}', '{"i":1}', '{"i":2}']
@@ -337,6 +358,7 @@ async def test_streamed_chunks_are_progress(
 async def test_mesh_errors_are_tool_errors(start_agents: Any, open_mcp: Any, streamer: Any) -> None:
     await start_agents(streamer)
     async with open_mcp() as mcp:
+        await mcp.lists("broken")
         broken = await mcp.session.call_tool("broken", {"text": "design"})
         assert broken.is_error
         assert [c.text for c in broken.content] == ["RuntimeError: broken by design"]  # type: ignore[union-attr]
@@ -357,6 +379,7 @@ async def test_cancelling_the_mcp_call_cancels_the_mesh_call(
 ) -> None:
     await start_agents(streamer)
     async with open_mcp() as mcp:
+        await mcp.lists("sleepy")
         call = asyncio.ensure_future(mcp.session.call_tool("sleepy", {"seconds": 60}))
         await asyncio.wait_for(stream_agent.STARTED.wait(), WAIT)
         call.cancel()  # the SDK sends notifications/cancelled
@@ -370,12 +393,15 @@ async def test_expose_filters_by_tag_and_name(
 ) -> None:
     await start_agents(streamer, load_file(TEST_AGENTS / "echo_agent.py"), "hotel_agent")
     async with stdio_mcp(settings, "--tag", "test", "--exclude", "broken") as mcp:
+        await mcp.lists("count", "echo", "sleepy")
         assert await mcp.names() == ["count", "echo", "sleepy"]
         refused = await mcp.session.call_tool("broken", {"text": "x"})
         assert refused.is_error and "is exposed here" in refused.content[0].text  # type: ignore[union-attr]
     async with stdio_mcp(settings, "--tool", "s*", "--tool", "hotel_search") as mcp:
+        await mcp.lists("hotel_search", "sleepy")
         assert await mcp.names() == ["hotel_search", "sleepy"]
     async with stdio_mcp(settings, "--exclude-tag", "test") as mcp:
+        await mcp.lists("hotel_search")
         assert await mcp.names() == ["hotel_search"]
 
 
@@ -385,7 +411,7 @@ async def test_stdout_carries_only_the_protocol(
     await start_agents(streamer)
     garbage: list[Exception] = []
     async with stdio_mcp(settings, garbage=garbage, NATSMESH_DEBUG="true") as mcp:
-        assert await mcp.names() == ["broken", "count", "sleepy"]
+        await mcp.lists("broken", "count", "sleepy")
         assert (await mcp.session.call_tool("broken", {"text": "x"})).is_error
         async with mcp.change():
             [echo] = await start_agents(load_file(TEST_AGENTS / "echo_agent.py"))
@@ -463,9 +489,13 @@ def test_one_mcp_tool_per_capability() -> None:
         )
 
     records = [
-        agent("b-agent", _tool("translate"), _tool("zeta")),
+        agent("b-agent", _tool("translate"), _tool("zeta"), _tool("lookup", capability="geo")),
         agent("a-agent", _tool("translate_v2", capability="translate")),
+        agent("c-agent", _tool("lookup", capability="dictionary")),
     ]
     tools = mesh_tools(records, Expose())
-    assert list(tools) == ["translate", "zeta"]
-    assert tools["translate"].tool.name == "translate"
+    # one tool per capability, named after the tool; a shared name gives way to capabilities
+    assert list(tools) == ["dictionary", "geo", "translate_v2", "zeta"]
+    assert tools["translate_v2"].tool.name == "translate_v2"
+    assert tools["translate_v2"].capability == "translate"
+    assert tools["geo"].capability == "geo"
