@@ -25,12 +25,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from natsmesh import subjects, wire
 from natsmesh.config import Settings
-from natsmesh.edge.mcp_server import (
-    Expose,
-    mcp_asgi_app,
-    mesh_tools,
-    output_schema,
-)
+from natsmesh.edge.mcp_server import mcp_asgi_app
+from natsmesh.edge.mcp_tools import Expose, mesh_tools, output_schema
 from natsmesh.loader import collect, load_file
 from natsmesh.session import connect
 from natsmesh.tracing.context import new_span_id, new_trace_id
