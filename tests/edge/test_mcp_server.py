@@ -31,7 +31,7 @@ from natsmesh.loader import collect, load_file
 from natsmesh.session import connect
 from natsmesh.tracing.context import new_span_id, new_trace_id
 from natsmesh.wire import ToolRecord
-from tests.agents import stream_agent
+from tests.agents import mcp_stream_agent as stream_agent
 from tests.conftest import env_for, mesh_settings
 from tests.helpers import TEST_AGENTS, eventually
 
@@ -425,6 +425,44 @@ async def test_closed_http_sessions_are_forgotten(settings: Settings) -> None:
                 await mcp.names()
                 assert len(app.face.sessions) == 1
             await eventually(lambda: not app.face.sessions, WAIT, "the session to be forgotten")
+
+
+async def test_the_gateway_serves_mcp_behind_its_tokens(
+    start_agents: Any, settings: Settings, streamer: Any
+) -> None:
+    import uvicorn
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from natsmesh.edge.faces import optional_faces
+    from natsmesh.edge.gateway import GatewayConfig, build_app
+
+    await start_agents(streamer)
+    async with connect(settings, caller="gateway", tracing=True) as client:
+        app = build_app(client, GatewayConfig(tokens=("s3cret",)), optional_faces(client))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+        try:
+            headers = {"Authorization": "Bearer s3cret"}
+            async with (
+                create_mcp_http_client(headers=headers) as http,
+                streamable_http_client(url, http_client=http) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                mcp = Mcp(session, "http", asyncio.Queue())
+                await mcp.lists("count")
+                result = await session.call_tool("count", {"n": 2})
+                assert not result.is_error, result.content
+            async with create_mcp_http_client() as http:  # no token: refused
+                refused = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert refused.status_code == 401
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, WAIT)
 
 
 def _tool(name: str, tags: tuple[str, ...] = (), kind: str = "tool", **kw: Any) -> ToolRecord:
