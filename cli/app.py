@@ -7,6 +7,7 @@ import os
 import typer
 from natsmesh_cli.dashboard_commands import dashboard_command
 from natsmesh_cli.gateway_commands import gateway_command
+from natsmesh_cli.mcp_commands import mcp_command
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
 from natsmesh_cli.scaffold import permissions_command, scaffold_command, setup_command
@@ -64,6 +65,7 @@ app.command("permissions")(permissions_command)
 app.command("setup")(setup_command)
 app.command("dashboard")(dashboard_command)
 app.command("gateway")(gateway_command)
+app.command("mcp")(mcp_command)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ _EXPORTS = {
     "fastapi": "natsmesh.edge.fastapi",
     "llm": "natsmesh.decorators",
     "llm_provider": "natsmesh.decorators",
+    "mcp_server": "natsmesh.edge.mcp_bridge",
     "run": "natsmesh.worker",
     "tool": "natsmesh.decorators",
 }
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from natsmesh.config import Settings
     from natsmesh.decorators import agent, llm, llm_provider, tool
     from natsmesh.edge import fastapi
+    from natsmesh.edge.mcp_bridge import mcp_server
     from natsmesh.errors import (
         Cancelled,
         InvalidArguments,

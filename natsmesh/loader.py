@@ -9,8 +9,12 @@ import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from natsmesh.specs import AgentSpec, ToolSpec, agent_spec, llm_spec, tool_spec
+
+if TYPE_CHECKING:
+    from natsmesh.edge.mcp_bridge import McpServerSpec
 
 AGENT_FILE_NAMES = ("main.py", "agent.py")
 
@@ -22,6 +26,8 @@ class LoadedAgent:
     agent: AgentSpec
     tools: tuple[ToolSpec, ...]
     path: Path | None = None
+    #: an MCP server whose tools this agent serves (listed when it starts; see ``mesh.mcp_server``)
+    mcp: McpServerSpec | None = None
 
 
 def collect(module: ModuleType, path: Path | None = None) -> LoadedAgent:
@@ -32,6 +38,13 @@ def collect(module: ModuleType, path: Path | None = None) -> LoadedAgent:
     ]
     agents = [a for obj in own if inspect.isclass(obj) and (a := agent_spec(obj)) is not None]
     tools = [t for obj in own if callable(obj) and (t := tool_spec(obj)) is not None]
+    from natsmesh.edge.mcp_bridge import McpServerSpec
+
+    servers = [obj for obj in vars(module).values() if isinstance(obj, McpServerSpec)]
+    if servers:
+        if len(servers) > 1 or agents or tools:
+            raise ValueError(f"{where}: a file with mesh.mcp_server(...) declares nothing else")
+        return LoadedAgent(servers[0].agent, (), path, servers[0])
     if not agents:
         raise ValueError(
             f"{where}: no @mesh.agent class; add one, e.g.\n"

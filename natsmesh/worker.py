@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent, collect, load_file
@@ -28,7 +29,13 @@ def serve(loaded: LoadedAgent, settings: Settings | None = None) -> None:
     """Serve one agent until SIGINT or SIGTERM."""
     settings = settings or Settings.from_env()
     setup_logging(settings.debug)
-    runtime = Runtime(loaded.agent, loaded.tools, settings)
+    runtime: Any
+    if loaded.mcp is not None:
+        from natsmesh.edge.mcp_bridge import McpAgent
+
+        runtime = McpAgent(loaded.mcp, settings)
+    else:
+        runtime = Runtime(loaded.agent, loaded.tools, settings)
     with event_loop_runner() as runner:
         try:
             runner.run(runtime.serve_forever())
