@@ -17,6 +17,27 @@ INSTANCE_COLUMNS = [
     ("age", "AGE"),
     ("last_seen", "LAST SEEN"),
 ]
+WIDE_COLUMNS = [
+    ("name", "NAME"),
+    ("runtime", "RUNTIME"),
+    ("type", "TYPE"),
+    *INSTANCE_COLUMNS[1:],
+    ("host", "HOST"),
+    ("pid", "PID"),
+]
+TRAFFIC_AGENT_COLUMNS = [
+    ("agent", "AGENT"),
+    ("calls", "CALLS"),
+    ("bytes_in", "BYTES IN"),
+    ("bytes_out", "BYTES OUT"),
+]
+TRAFFIC_EDGE_COLUMNS = [
+    ("caller", "CALLER"),
+    ("callee", "CALLEE"),
+    ("calls", "CALLS"),
+    ("bytes_in", "BYTES IN"),
+    ("bytes_out", "BYTES OUT"),
+]
 TOOL_COLUMNS = [
     ("tool", "TOOL"),
     ("agent", "AGENT"),
@@ -46,6 +67,7 @@ async def _with_mesh(fn: Any) -> Any:
 
 def list_command(
     tools: bool = typer.Option(False, "--tools", "-t", help="List tools instead of agents."),
+    wide: bool = typer.Option(False, "--wide", "-w", help="Add RUNTIME, TYPE, HOST and PID."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the live agents (NAME, STATUS, DEPS, ...) or, with --tools, their tools."""
@@ -55,8 +77,13 @@ def list_command(
         if tools:
             rows = overview.tool_rows(mesh.view)
             render(rows, TOOL_COLUMNS, as_json)
+            if not as_json:
+                print(f"{len(rows)} tool(s) found")
         else:
-            render(overview.instance_rows(mesh.view), INSTANCE_COLUMNS, as_json)
+            rows = overview.instance_rows(mesh.view)
+            render(rows, WIDE_COLUMNS if wide else INSTANCE_COLUMNS, as_json)
+            if not as_json and rows:
+                print(f"{len(rows)} instance(s) of {len({r['name'] for r in rows})} agent(s)")
         if not mesh.view.records and not as_json:
             print("(no agents running: `natsmesh start agents/ -d` starts the trip planner)")
 
@@ -93,7 +120,14 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Print JSO
         if as_json:
             print_json(data)
             return
+        traffic = data.pop("traffic")
         for key, value in data.items():
             print(f"{key.replace('_', ' '):<16} {value}")
+        if traffic["agents"]:
+            print("\ntraffic per agent (since each instance started)")
+            render(traffic["agents"], TRAFFIC_AGENT_COLUMNS, False)
+        if traffic["edges"]:
+            print("\ntraffic per edge")
+            render(traffic["edges"], TRAFFIC_EDGE_COLUMNS, False)
 
     asyncio.run(_with_mesh(go))

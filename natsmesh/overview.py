@@ -32,6 +32,41 @@ def dependency_counts(record: AgentRecord, view: RegistryView) -> tuple[int, int
     return resolved, len(deps)
 
 
+def agent_type(record: AgentRecord) -> str:
+    """``llm-provider`` for an agent whose tools complete LLM conversations, else ``agent``."""
+    if record.tools and all(t.kind == "llm_provider" for t in record.tools):
+        return "llm-provider"
+    return "agent"
+
+
+def traffic(stats: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Calls and body bytes per agent and per caller→callee edge, from ``$SRV.STATS``
+    answers (counted by each instance since it started)."""
+    agents: dict[str, dict[str, Any]] = {}
+    edges: dict[tuple[str, str], dict[str, Any]] = {}
+    for answer in stats:
+        name = str(answer.get("name", "?"))
+        row = agents.setdefault(name, {"agent": name, "calls": 0, "bytes_in": 0, "bytes_out": 0})
+        for endpoint in answer.get("endpoints") or ():
+            data = endpoint.get("data") or {}
+            row["calls"] += int(endpoint.get("num_requests", 0))
+            row["bytes_in"] += int(data.get("bytes_in", 0))
+            row["bytes_out"] += int(data.get("bytes_out", 0))
+            for caller, c in (data.get("callers") or {}).items():
+                edge = edges.setdefault(
+                    (caller or "?", name),
+                    {"caller": caller or "?", "callee": name, "calls": 0, "bytes_in": 0,
+                     "bytes_out": 0},
+                )  # fmt: skip
+                edge["calls"] += int(c.get("calls", 0))
+                edge["bytes_in"] += int(c.get("bytes_in", 0))
+                edge["bytes_out"] += int(c.get("bytes_out", 0))
+    return {
+        "agents": sorted(agents.values(), key=lambda r: r["agent"]),
+        "edges": sorted(edges.values(), key=lambda r: (r["caller"], r["callee"])),
+    }
+
+
 def instance_rows(view: RegistryView) -> list[dict[str, Any]]:
     """One row per live instance: NAME, STATUS, DEPS, VERSION, INSTANCE, AGE, LAST SEEN."""
     now = time.time()
@@ -41,6 +76,8 @@ def instance_rows(view: RegistryView) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": record.name,
+                "runtime": record.runtime,
+                "type": agent_type(record),
                 "status": "healthy" if resolved == declared else "degraded",
                 "deps": f"{resolved}/{declared}",
                 "version": record.version,
@@ -124,4 +161,5 @@ async def status(client: MeshClient) -> dict[str, Any]:
         "spans_dropped": dropped,
         "spans_failed": failed,
         "messages_dropped": refused,
+        "traffic": traffic(stats),
     }

@@ -30,6 +30,7 @@ class Responder:
         "_task",
         "_timer",
         "_transport",
+        "chunk_bytes",
         "chunks",
         "protocol2",
         "reply",
@@ -57,8 +58,9 @@ class Responder:
         self._probe: asyncio.Task[None] | None = None
         self._credit: Inbox | None = None
         self._deadline_s = 0.0
-        #: chunks sent so far
+        #: chunks sent so far, and their body bytes
         self.chunks = 0
+        self.chunk_bytes = 0
 
     def begin(self, streaming: bool, remaining: float) -> None:
         """The call starts: accept it now (streams) or after the accept delay."""
@@ -114,6 +116,7 @@ class Responder:
                 f"({self._max_payload})"
             )
         self.chunks += 1
+        self.chunk_bytes += len(body)
         seq = self.chunks
         hdrs = {H.KIND: H.CHUNK, H.SEQ: str(seq)}
         transport = self._transport

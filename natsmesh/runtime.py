@@ -279,7 +279,11 @@ class Runtime:
     async def _reply(
         self, msg: Msg, outcome: Outcome, tool: str, elapsed_ns: int, responder: Responder | None
     ) -> None:
-        self.stats.record(tool, elapsed_ns, outcome.error_type)
+        out = len(outcome.body) + (responder.chunk_bytes if responder is not None else 0)
+        caller = (msg.headers or {}).get(H.CALLER, "") if msg.headers else ""
+        self.stats.record(
+            tool, elapsed_ns, outcome.error_type, len(msg.data), out, caller.split("/", 1)[0]
+        )
         if not msg.reply or self.nc is None:
             return
         hdrs = self._reply_headers

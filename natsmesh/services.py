@@ -14,6 +14,8 @@ from typing import Any
 
 from natsmesh import subjects, wire
 
+#: callers counted apart per endpoint; the rest are counted together as "(others)"
+MAX_CALLERS = 100
 PING_TYPE = "io.nats.micro.v1.ping_response"
 INFO_TYPE = "io.nats.micro.v1.info_response"
 STATS_TYPE = "io.nats.micro.v1.stats_response"
@@ -25,6 +27,11 @@ class EndpointStats:
     num_errors: int = 0
     processing_time: int = 0
     last_error: str = ""
+    #: request bodies received and reply bodies (chunks included) sent
+    bytes_in: int = 0
+    bytes_out: int = 0
+    #: per calling agent: [calls, bytes in, bytes out]
+    callers: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 class ServiceStats:
@@ -33,12 +40,30 @@ class ServiceStats:
     def __init__(self) -> None:
         self.endpoints: dict[str, EndpointStats] = {}
 
-    def record(self, tool: str, elapsed_ns: int, error_type: str | None) -> None:
+    def record(
+        self,
+        tool: str,
+        elapsed_ns: int,
+        error_type: str | None,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        caller: str = "",
+    ) -> None:
         stats = self.endpoints.get(tool)
         if stats is None:
             stats = self.endpoints[tool] = EndpointStats()
         stats.num_requests += 1
         stats.processing_time += elapsed_ns
+        stats.bytes_in += bytes_in
+        stats.bytes_out += bytes_out
+        edge = stats.callers.get(caller)
+        if edge is None:
+            if len(stats.callers) >= MAX_CALLERS:
+                caller = "(others)"
+            edge = stats.callers.setdefault(caller, [0, 0, 0])
+        edge[0] += 1
+        edge[1] += bytes_in
+        edge[2] += bytes_out
         if error_type:
             stats.num_errors += 1
             stats.last_error = error_type
@@ -156,7 +181,14 @@ class ServiceResponder:
                     "average_processing_time": s.processing_time // s.num_requests
                     if s.num_requests
                     else 0,
-                    "data": None,
+                    "data": {
+                        "bytes_in": s.bytes_in,
+                        "bytes_out": s.bytes_out,
+                        "callers": {
+                            c: {"calls": n, "bytes_in": i, "bytes_out": o}
+                            for c, (n, i, o) in s.callers.items()
+                        },
+                    },
                 }
             )
         body["endpoints"] = endpoints

@@ -110,6 +110,15 @@ def test_list_tools(cli: Cli, started) -> None:
     out = cli("list", "--tools").stdout
     assert out.splitlines()[0].split()[:4] == ["TOOL", "AGENT", "CAPABILITY", "TAGS"]
     assert "flight_search" in out and "user_preferences" in out
+    # meshctl's closing count line
+    assert out.splitlines()[-1] == "5 tool(s) found"
+
+
+def test_list_wide_shows_runtime_and_type(cli: Cli, started) -> None:
+    lines = cli("list", "--wide").stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "RUNTIME", "TYPE"]
+    flight = next(line.split() for line in lines if line.startswith("flight-agent"))
+    assert flight[1:3] == ["python", "agent"]
 
 
 def test_call_prints_the_result(cli: Cli, started) -> None:
@@ -165,6 +174,16 @@ def test_status(cli: Cli, started) -> None:
     assert data["jetstream"] is True
     assert data["agents"] == 5
     assert data["server_version"].startswith("2.")
+    agents = {r["agent"] for r in data["traffic"]["agents"]}
+    assert agents == {
+        "flight-agent",
+        "hotel-agent",
+        "weather-agent",
+        "poi-agent",
+        "user-prefs-agent",
+    }
+    table = cli("status").stdout
+    assert "traffic per agent" in table and "BYTES IN" in table
 
 
 def test_logs(cli: Cli, started) -> None:

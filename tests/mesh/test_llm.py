@@ -279,6 +279,9 @@ async def test_plan_trip_streams_its_itinerary_with_tool_events(
     async with connect(settings) as mesh:
         # the tutorial's capability and the tool name both reach the planner
         assert mesh.view.resolve("plan_trip") == "trip_planning"
+        by_name = await mesh.call("plan_trip", args)
+        by_capability = await mesh.call("trip_planning", args)
+        assert by_name.startswith("[offline model]") and by_name == by_capability
 
         async def one() -> tuple[list[Any], Any, float, float]:
             t0 = time.perf_counter()
