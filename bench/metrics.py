@@ -1,7 +1,7 @@
 """How fast the metrics aggregation absorbs spans: decode a span message, count it.
 
-The span messages are made by the mesh's own span code (``Tracing.start_client`` and
-``start_server``, as a call makes them: a CLIENT and a SERVER span per call, every
+The span messages are made by the mesh's own span code (``Tracing.client_span`` and
+``server_span``, as a call makes them: a CLIENT and a SERVER span per call, every
 tenth call failed, body sizes set) and encoded as they travel. The figure is spans per
 second through ``wire.decode_span`` and ``MeshMetrics.absorb`` (and, for the dashboard,
 its recent-trace index too), on one core. Run alone: ``python -m bench.metrics``.
@@ -40,12 +40,10 @@ def span_payloads(calls: int = 5_000) -> list[bytes]:
         "mesh.tool": "bench_echo",
     }
     for i in range(calls):
-        client = caller.start_client(dep, None)
+        client = caller.client_span(dep, None)
         client.attrs["messaging.message.body.size"] = 24
         client.target("mesh.cap.bench_echo.bench-echo", "bench-echo", "bench_echo")
-        server = worker.start_server(
-            "bench_echo", {"traceparent": client.traceparent}, server_attrs
-        )
+        server = worker.server_span("bench_echo", {"traceparent": client.traceparent}, server_attrs)
         server.attrs["messaging.message.body.size"] = 24
         server.attrs["mesh.reply.body.size"] = 64
         if i % 10 == 0:

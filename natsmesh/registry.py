@@ -15,7 +15,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from natsmesh.changes import Changes
+from natsmesh.condition import Condition
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider
 from natsmesh.records import (
@@ -167,7 +167,7 @@ class RegistryView:
         self._revisions: dict[str, int] = {}
         self._cache: dict[DependencySpec, list[Candidate]] = {}
         self._names: dict[str, str] = {}
-        self._changes = Changes()
+        self._changes = Condition()
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._listeners: list[Callable[[], None]] = []

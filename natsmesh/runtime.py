@@ -121,7 +121,7 @@ class Runtime:
     def key(self) -> str:
         return subjects.registry_key(self.agent.name, self.instance_id)
 
-    def record(self) -> AgentRecord:
+    def registry_record(self) -> AgentRecord:
         """This instance's registry record."""
         return AgentRecord(
             name=self.agent.name,
@@ -140,7 +140,7 @@ class Runtime:
 
         Raises :class:`~natsmesh.records.RecordError` (a ``ValueError``) before connecting
         when the instance's record breaks the registry's bounds."""
-        check_registrable(self.record())
+        check_registrable(self.registry_record())
         s = self.settings
         hooks = Hooks()
         self.nc = nc = await connect(s, f"natsmesh {self.instance_id}", hooks)
@@ -156,7 +156,7 @@ class Runtime:
         )
         await self._subscribe(nc)
         await nc.flush()
-        self._registration = Registration(kv, self.key, self.record(), interval)
+        self._registration = Registration(kv, self.key, self.registry_record(), interval)
         await self._registration.start()
         hooks.on_reconnect.append(self._on_reconnect)
         hooks.on_disconnect.append(self.client.connection_lost)
@@ -180,7 +180,7 @@ class Runtime:
     async def _start_tracing(self, nc: NATS) -> None:
         from natsmesh.tracing.spans import Tracing
 
-        self.tracing = await Tracing.start(nc, self.settings, self.agent.name, self.instance_id)
+        self.tracing = await Tracing.open(nc, self.settings, self.agent.name, self.instance_id)
 
     async def _subscribe(self, nc: NATS) -> None:
         assert self.client is not None
@@ -281,7 +281,7 @@ class Runtime:
     ) -> None:
         out = len(outcome.body) + (responder.chunk_bytes if responder is not None else 0)
         caller = (msg.headers or {}).get(H.CALLER, "") if msg.headers else ""
-        self.stats.record(
+        self.stats.count(
             tool, elapsed_ns, outcome.error_type, len(msg.data), out, caller.split("/", 1)[0]
         )
         if not msg.reply or self.nc is None:

@@ -40,7 +40,7 @@ class ServiceStats:
     def __init__(self) -> None:
         self.endpoints: dict[str, EndpointStats] = {}
 
-    def record(
+    def count(
         self,
         tool: str,
         elapsed_ns: int,

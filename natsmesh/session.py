@@ -49,7 +49,7 @@ async def connect(
         if tracing:
             from natsmesh.tracing.spans import Tracing
 
-            spans = await Tracing.start(nc, s, caller, f"{caller}-{os.getpid()}")
+            spans = await Tracing.open(nc, s, caller, f"{caller}-{os.getpid()}")
         client = MeshClient(nc, view, s, caller=caller, tracing=spans)
         hooks.on_disconnect.append(client.connection_lost)
         try:

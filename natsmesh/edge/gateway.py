@@ -290,7 +290,7 @@ def request_trace(client: MeshClient, request: Request, tool: str) -> RequestTra
             parent.trace_id,
             traceparent,
         )
-    span = tracing.start_server(
+    span = tracing.server_span(
         f"POST /tools/{tool}",
         request.headers,
         {

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from natsmesh import subjects
-from natsmesh.changes import Changes
+from natsmesh.condition import Condition
 from natsmesh.config import Settings
 from natsmesh.tracing.export import decode_spans
 from natsmesh.tracing.otlp import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, OtlpSender
@@ -49,7 +49,7 @@ class Collector:
         self.retry_delay = retry_delay
         self.exported = 0
         self.failures = 0
-        self._progress = Changes()
+        self._progress = Condition()
 
     async def wait_until(self, predicate: Callable[[Collector], bool], timeout: float) -> None:
         """Wait until ``predicate(self)`` holds, re-checked after every export attempt."""

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 
 from natsmesh import subjects, wire
-from natsmesh.changes import Changes
+from natsmesh.condition import Condition
 from natsmesh.config import Settings
 from natsmesh.wire import SpanEvent, SpanMessage
 
@@ -105,7 +105,7 @@ class NatsSpanProcessor(SpanProcessor):
         self.acked = 0
         self.dropped = 0
         self.failed = 0
-        self._acks = Changes()
+        self._acks = Condition()
         self._wake = asyncio.Event()
 
     # --- SpanProcessor ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from natsmesh import subjects, wire
-from natsmesh.changes import Changes
+from natsmesh.condition import Condition
 from natsmesh.config import Settings
 from natsmesh.tracing.metrics import MeshMetrics
 from natsmesh.wire import SpanMessage
@@ -54,7 +54,7 @@ class SpanFeed:
         self.caught_up = asyncio.Event()
         self._backlog = sys.maxsize  # known once the consumer exists
         self._sub: Any = None
-        self._changes = Changes()
+        self._changes = Condition()
 
     async def start(self) -> None:
         """Create the ordered consumer (and the stream, when missing)."""
@@ -146,7 +146,7 @@ class StatsPoller:
         self.interval = interval
         self.expected = expected
         self._task: asyncio.Task[None] | None = None
-        self._changes = Changes()
+        self._changes = Condition()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stats poller")

@@ -308,7 +308,7 @@ class Tracing:
         self.instance = instance_id
 
     @classmethod
-    async def start(cls, nc: NATS, settings: Settings, service: str, instance_id: str) -> Tracing:
+    async def open(cls, nc: NATS, settings: Settings, service: str, instance_id: str) -> Tracing:
         """Tracing that publishes into the span stream (created when missing)."""
         from natsmesh.tracing.export import NatsSpanProcessor, ensure_stream
 
@@ -322,7 +322,7 @@ class Tracing:
         if self.processor is not None:
             await self.processor.stop()
 
-    def start_server(
+    def server_span(
         self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]
     ) -> MeshSpan:
         """A SERVER span for a request, child of the caller's span when it sent one."""
@@ -335,11 +335,11 @@ class Tracing:
         self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any], size: int
     ) -> SpanScope:
         """The scope of a SERVER span (see :class:`SpanScope`)."""
-        span = self.start_server(name, headers, attrs)
+        span = self.server_span(name, headers, attrs)
         span.attrs["messaging.message.body.size"] = size
         return SpanScope(span)
 
-    def start_client(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
+    def client_span(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
         parent: SpanContext | None = None
         if context is not None:
@@ -369,7 +369,7 @@ class Tracing:
         self, dep: DependencySpec, context: CallContext | None, size: int
     ) -> SpanScope:
         """The scope of a CLIENT span (see :class:`SpanScope`)."""
-        span = self.start_client(dep, context)
+        span = self.client_span(dep, context)
         span.attrs["messaging.message.body.size"] = size
         return SpanScope(span)
 

@@ -1,4 +1,4 @@
-"""Waiting on state: tasks wait until a predicate holds, re-checked each time it may have changed."""
+"""A condition on state: tasks wait until a predicate holds, re-checked each time it may have changed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 
-class Changes:
+class Condition:
     """Call :meth:`notify` after a change; :meth:`wait_until` re-checks its predicate then."""
 
     def __init__(self) -> None:
