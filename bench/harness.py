@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def raw_responder(self, subject: str) -> subprocess.Popen[bytes]:
+    def raw_responder(self, subject: str, *modes: str) -> subprocess.Popen[bytes]:
+        """A plain nats-py echo responder (``modes``: see bench/raw_responder.py)."""
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "raw_responder.py"), self.server.url, subject],
+            [sys.executable, str(HERE / "raw_responder.py"), self.server.url, subject, *modes],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -130,6 +132,22 @@ class Table:
             f"  {section:<10} {measure:<34} {value:>12} {baseline:>12} {ratio:>8} {spread}",
             flush=True,
         )
+
+    def grid(
+        self,
+        section: str,
+        title: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[str, Sequence[float]]],
+        note: str = "",
+    ) -> None:
+        """A block of rows with several numeric columns (the CPU table)."""
+        print(f"  {section:<10} {title:<34}" + "".join(f"{c:>10}" for c in columns), flush=True)
+        for name, values in rows:
+            cells = "".join(f"{v:>10.1f}" if v < 1000 else f"{v:>10.0f}" for v in values)
+            print(f"  {section:<10} {name:<34}{cells}", flush=True)
+        if note:
+            print(f"  {section:<10} ({note})", flush=True)
 
     def figure(self, name: str, value: float) -> None:
         self.figures[name] = value
