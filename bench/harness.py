@@ -51,10 +51,20 @@ class Harness:
     def env(self, settings: Settings) -> dict[str, str]:
         return worker_env(settings)
 
-    def agent(self, name: str, settings: Settings) -> subprocess.Popen[bytes]:
-        """Start ``bench/agents/<name>.py`` as a worker process."""
+    def agent(
+        self, name: str, settings: Settings, fast_headers: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """Start ``bench/agents/<name>.py`` as a worker process (``fast_headers``: with the
+        header codec experiment of bench/fastheaders.py installed)."""
+        if fast_headers:
+            prelude = "import bench.fastheaders, runpy; bench.fastheaders.install(); "
+            run = "runpy.run_module('natsmesh.worker', run_name='__main__', alter_sys=True)"
+            command = [sys.executable, "-c", prelude + run]
+        else:
+            command = [sys.executable, "-m", "natsmesh.worker"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "natsmesh.worker", str(AGENTS / f"{name}.py")],
+            [*command, str(AGENTS / f"{name}.py")],
+            cwd=HERE.parent,
             env=self.env(settings),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

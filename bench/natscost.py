@@ -43,7 +43,11 @@ STEPS = [
 ]
 
 
-async def run(quick: bool, concurrency: int) -> None:
+async def run(quick: bool, concurrency: int, fast: bool) -> None:
+    if fast:
+        from bench import fastheaders
+
+        fastheaders.install()
     h = Harness.start(quick)
     rounds, seconds = (3, 0.6) if quick else (5, 2.0)
     try:
@@ -96,7 +100,7 @@ async def run(quick: bool, concurrency: int) -> None:
             rate = sorted(w.rate for w in ws)[len(ws) // 2]
             rows.append((name, [per_call[r] for r in (*ROLES, "total")] + [rate]))
         Table().grid(
-            "natscost", f"µs CPU per call at c={concurrency}", [*ROLES, "total", "calls/s"], rows,
+            "natscost", f"µs CPU per call at c={concurrency}" + (", fast headers" if fast else ""), [*ROLES, "total", "calls/s"], rows,
             note="each step adds one thing to the one above; agent = the responder",
         )  # fmt: skip
     finally:
@@ -107,10 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.natscost", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--fast-headers", action="store_true", help="with bench/fastheaders.py in every process"
+    )
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(run(args.quick, args.concurrency))
+    uvloop.run(run(args.quick, args.concurrency, args.fast_headers))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 what a mesh worker does per request (``python -m bench.natscost`` measures each):
 ``headers`` (reply with a ``Mesh-Instance`` header, as a worker does), ``task`` (serve
 each request in its own task), ``json`` (decode the arguments and encode a
-``{"result": ...}`` envelope with msgspec).
+``{"result": ...}`` envelope with msgspec); ``fast`` installs the header codec experiment
+of bench/fastheaders.py.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def request_headers(traced: bool) -> dict[str, str]:
 
 
 async def main(url: str, subject: str, modes: set[str]) -> None:
+    if "fast" in modes:
+        import fastheaders  # this script's folder is on sys.path
+
+        fastheaders.install()
     nc = await nats.connect(url)
     headers = REPLY_HEADERS if "headers" in modes else None
     encode, decode = msgspec.json.encode, msgspec.json.decode
