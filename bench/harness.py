@@ -52,13 +52,14 @@ class Harness:
         return worker_env(settings)
 
     def agent(
-        self, name: str, settings: Settings, fast_headers: bool = False
+        self, name: str, settings: Settings, fast_headers: bool = False, prelude: str = ""
     ) -> subprocess.Popen[bytes]:
-        """Start ``bench/agents/<name>.py`` as a worker process (``fast_headers``: with the
-        header codec experiment of bench/fastheaders.py installed)."""
+        """Start ``bench/agents/<name>.py`` as a worker process. Experiments may run
+        Python ``prelude`` first (``fast_headers``: bench/fastheaders.py's codec)."""
         if fast_headers:
-            prelude = "import bench.fastheaders, runpy; bench.fastheaders.install(); "
-            run = "runpy.run_module('natsmesh.worker', run_name='__main__', alter_sys=True)"
+            prelude += "import bench.fastheaders; bench.fastheaders.install(); "
+        if prelude:
+            run = "import runpy; runpy.run_module('natsmesh.worker', run_name='__main__')"
             command = [sys.executable, "-c", prelude + run]
         else:
             command = [sys.executable, "-m", "natsmesh.worker"]
