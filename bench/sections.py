@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -368,22 +369,31 @@ class Bench:
         binary = os.path.join(os.path.dirname(sys.executable), "natsmesh")
         env = self.h.env(settings)
 
+        cpu: dict[str, list[float]] = {"call": [], "pass": []}
+
         async def wall_ms(command: list[str]) -> float:
+            """Wall time of ``command``; its CPU time (user + system) goes to ``cpu``."""
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             out = await asyncio.to_thread(
                 subprocess.run, command, env=env, capture_output=True, check=True
             )
             wall = (time.perf_counter() - t0) * 1000
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            cpu["pass" if command[-1] == "pass" else "call"].append(used * 1000)
             assert command[-1] == "pass" or b"cli" in out.stdout
             return wall
 
         call = [binary, "call", "bench_echo", '{"text":"cli"}']
         await wall_ms(call)  # warm up (the page cache)
+        cpu["call"].clear()
         walls, passes = [], []
         for _ in range(5 if self.h.quick else 11):  # interleaved: both see the same load
             walls.append(await wall_ms(call))
             passes.append(await wall_ms([sys.executable, "-c", "pass"]))
         wall, base = summarize(walls), summarize(passes)[0]
+        cpu_call, cpu_pass = statistics.median(cpu["call"]), statistics.median(cpu["pass"])
         self.t.add(
             "cli",
             "natsmesh call wall (ms)",
@@ -392,9 +402,14 @@ class Bench:
             f"{wall[0] / base:.2f}x",
             f"{wall[1]:.0f}-{wall[2]:.0f}; baseline python -c pass; target <= 5x",
         )
+        self.t.add(
+            "cli", "natsmesh call CPU (ms)", f"{cpu_call:.0f}", f"{cpu_pass:.0f}",
+            f"{cpu_call / cpu_pass:.2f}x", "user + system; baseline python -c pass",
+        )  # fmt: skip
         self.t.figure("cli_call_ms", wall[0])
         self.t.figure("python_pass_ms", base)
         self.t.figure("cli_ratio", wall[0] / base)
+        self.t.figure("cli_cpu_ratio", cpu_call / cpu_pass)
         pids = [r.pid for r in client.view.records.values()]
         memory = [rss_mb(pid) for pid in pids]
         self.t.add(
