@@ -117,7 +117,7 @@ async def run(quick: bool, concurrency: int) -> None:
                 agents[name] = h.agent("echo", settings, prelude=prelude).pid
                 client = await stack.enter_async_context(mesh_client(settings, traced))
                 await wait_for_agents(client, 1)
-                calls[name] = lambda c=client: c.call("bench_echo", {"text": "hello"})
+                calls[name] = _echo(client)
             for call in calls.values():  # warm up
                 await measured(call, concurrency, 0.3, {})
             windows: dict[str, list[Window]] = {k: [] for k in calls}
@@ -136,6 +136,10 @@ async def run(quick: bool, concurrency: int) -> None:
         )  # fmt: skip
     finally:
         h.close()
+
+
+def _echo(client: Any) -> Callable[[], Any]:
+    return lambda: client.call("bench_echo", {"text": "hello"})
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ class Bench:
     async def run(self) -> None:
         plain, traced = self.h.settings(tracing=False), self.h.settings(tracing=True)
         responder = self.h.raw_responder("bench.raw")
-        headed = self.h.raw_responder("bench.raw.headers", "headers")
+        with_headers = self.h.raw_responder("bench.raw.headers", "headers")
         echo = {}
         for s in (plain, traced):
             echo[s.tracing] = self.h.agent("echo", s)
@@ -72,7 +72,7 @@ class Bench:
         #: the process that answers each kind of call, for CPU accounting
         self.agents = {
             "raw": responder.pid,
-            "raw+headers": headed.pid,
+            "raw+headers": with_headers.pid,
             "mesh": echo[False].pid,
             "mesh+trace": echo[True].pid,
         }
@@ -81,10 +81,10 @@ class Bench:
             async with mesh_client(plain, False) as mp, mesh_client(traced, True) as mt:
                 await wait_for_agents(mp, 2)
                 await wait_for_agents(mt, 2)
-                raw = self._raw_call(nc)
-                await self.latency(raw, mp, mt)
+                raw, headed = self._raw_call(nc), self._raw_call(nc, headers=True)
+                await self.latency(raw, headed, mp, mt)
                 await self.relay(nc, mt)
-                await self.throughput(raw, mp, mt, nc, traced)
+                await self.throughput(raw, headed, mp, mt, nc, traced)
                 await self.cli(traced, mt)
         finally:
             await nc.close()
@@ -93,18 +93,23 @@ class Bench:
         await self.collector()
 
     @staticmethod
-    def _raw_call(nc: Any) -> Call:
+    def _raw_call(nc: Any, headers: bool = False) -> Call:
+        """The raw echo; with ``headers``, carrying a traced mesh call's headers to a
+        responder that answers with a worker's reply header (nats-py's own cost)."""
         body = json.dumps({"text": "hello"}).encode()
+        subject = "bench.raw.headers" if headers else "bench.raw"
+        hdrs = request_headers(traced=True) if headers else None
 
         async def raw() -> Any:
-            return await nc.request("bench.raw", body, timeout=5)
+            return await nc.request(subject, body, timeout=5, headers=hdrs)
 
         return raw
 
     # --- 1. latency -------------------------------------------------------------------
-    async def latency(self, raw: Call, plain: MeshClient, traced: MeshClient) -> None:
+    async def latency(self, raw: Call, headed: Call, plain: MeshClient, traced: MeshClient) -> None:
         calls = {
             "raw": raw,
+            "raw+headers": headed,
             "mesh": lambda: plain.call("bench_echo", {"text": "hello"}),
             "mesh+trace": lambda: traced.call("bench_echo", {"text": "hello"}),
         }
@@ -127,6 +132,7 @@ class Bench:
                     f"{ratio:.2f}x", f"p50 {lo:.0f}-{hi:.0f}" if p == "p50" else "",
                 )  # fmt: skip
         self.t.figure("raw_p50_us", med["raw"]["p50"])
+        self.t.figure("rawhdr_p50_us", med["raw+headers"]["p50"])
         self.t.figure("mesh_p50_us", med["mesh"]["p50"])
         self.t.figure("mesh_traced_p50_us", med["mesh+trace"]["p50"])
         self.t.figure("latency_ratio_traced", med["mesh+trace"]["p50"] / med["raw"]["p50"])
@@ -161,23 +167,25 @@ class Bench:
 
     # --- 3. throughput and CPU per call ---------------------------------------------
     async def throughput(
-        self, raw: Call, plain: MeshClient, traced: MeshClient, nc: Any, settings: Settings
+        self,
+        raw: Call,
+        headed: Call,
+        plain: MeshClient,
+        traced: MeshClient,
+        nc: Any,
+        settings: Settings,
     ) -> None:
         calls = {
             "raw": raw,
             "mesh": lambda: plain.call("bench_echo", {"text": "hello"}),
             "mesh+trace": lambda: traced.call("bench_echo", {"text": "hello"}),
         }
-        # nats-py's own cost: a raw echo with the headers of a traced mesh call (CPU table)
-        body, hdrs = json.dumps({"text": "hello"}).encode(), request_headers(traced=True)
-        headed = {
-            "raw+headers": lambda: nc.request("bench.raw.headers", body, timeout=5, headers=hdrs)
-        }
         js = nc.jetstream()
         for c in (1, 16, 64):
             if c == 64:
                 spans_before = await _messages(js, settings.spans_stream)
-            measure = calls | headed if c == 64 else calls
+            # nats-py's own cost: a raw echo with a traced mesh call's headers (CPU table)
+            measure = calls | {"raw+headers": headed} if c == 64 else calls
             windows: dict[str, list[Window]] = {k: [] for k in measure}
             for _ in range(self.rounds):
                 for name, call in measure.items():
