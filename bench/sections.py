@@ -366,7 +366,7 @@ class Bench:
         if self.spans64:
             ratio = rate / self.spans64
             self.t.add(
-                "tracing", f"collector {name} / spans made at c=64", f"{ratio:.2f}", "", "",
+                "tracing", f"collector {protocol} / spans at c=64 peak", f"{ratio:.2f}", "", "",
                 "target >= 2",
             )  # fmt: skip
             self.t.figure(f"collector_{protocol}_ratio", ratio)
