@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,21 @@ class Harness:
     def env(self, settings: Settings) -> dict[str, str]:
         return worker_env(settings)
 
-    def agent(self, name: str, settings: Settings) -> subprocess.Popen[bytes]:
-        """Start ``bench/agents/<name>.py`` as a worker process."""
+    def agent(
+        self, name: str, settings: Settings, fast_headers: bool = False, prelude: str = ""
+    ) -> subprocess.Popen[bytes]:
+        """Start ``bench/agents/<name>.py`` as a worker process. Experiments may run
+        Python ``prelude`` first (``fast_headers``: bench/fastheaders.py's codec)."""
+        if fast_headers:
+            prelude += "import bench.fastheaders; bench.fastheaders.install(); "
+        if prelude:
+            run = "import runpy; runpy.run_module('natsmesh.worker', run_name='__main__')"
+            command = [sys.executable, "-c", prelude + run]
+        else:
+            command = [sys.executable, "-m", "natsmesh.worker"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "natsmesh.worker", str(AGENTS / f"{name}.py")],
+            [*command, str(AGENTS / f"{name}.py")],
+            cwd=HERE.parent,
             env=self.env(settings),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -61,9 +73,10 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def raw_responder(self, subject: str) -> subprocess.Popen[bytes]:
+    def raw_responder(self, subject: str, *modes: str) -> subprocess.Popen[bytes]:
+        """A plain nats-py echo responder (``modes``: see bench/raw_responder.py)."""
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "raw_responder.py"), self.server.url, subject],
+            [sys.executable, str(HERE / "raw_responder.py"), self.server.url, subject, *modes],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -130,6 +143,22 @@ class Table:
             f"  {section:<10} {measure:<34} {value:>12} {baseline:>12} {ratio:>8} {spread}",
             flush=True,
         )
+
+    def grid(
+        self,
+        section: str,
+        title: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[str, Sequence[float]]],
+        note: str = "",
+    ) -> None:
+        """A block of rows with several numeric columns (the CPU table)."""
+        print(f"  {section:<10} {title:<34}" + "".join(f"{c:>10}" for c in columns), flush=True)
+        for name, values in rows:
+            cells = "".join(f"{v:>10.1f}" if v < 1000 else f"{v:>10.0f}" for v in values)
+            print(f"  {section:<10} {name:<34}{cells}", flush=True)
+        if note:
+            print(f"  {section:<10} ({note})", flush=True)
 
     def figure(self, name: str, value: float) -> None:
         self.figures[name] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -13,7 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench.cpu import ROLES, Window, measured, median_per_call, snapshot
 from bench.harness import Harness, Table, percentiles, rss_mb, summarize
+from bench.raw_responder import request_headers
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import connect as connect_nats
@@ -42,18 +45,7 @@ async def sequential(call: Call, n: int) -> list[int]:
 
 async def throughput(call: Call, concurrency: int, seconds: float) -> float:
     """Calls per second with ``concurrency`` callers for ``seconds``."""
-    done = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop_at:
-            await call()
-            done += 1
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - t0)
+    return (await measured(call, concurrency, seconds, {})).rate
 
 
 class Bench:
@@ -66,22 +58,33 @@ class Bench:
         self.rounds = 3 if q else 5
         self.n = 300 if q else 2000
         self.seconds = 0.6 if q else 2.0
+        #: spans/s the traced mesh makes at its c=64 peak (set by the throughput section)
+        self.spans64 = 0.0
 
     async def run(self) -> None:
         plain, traced = self.h.settings(tracing=False), self.h.settings(tracing=True)
-        self.h.raw_responder("bench.raw")
+        responder = self.h.raw_responder("bench.raw")
+        with_headers = self.h.raw_responder("bench.raw.headers", "headers")
+        echo = {}
         for s in (plain, traced):
-            self.h.agent("echo", s)
+            echo[s.tracing] = self.h.agent("echo", s)
             self.h.agent("relay", s)
+        #: the process that answers each kind of call, for CPU accounting
+        self.agents = {
+            "raw": responder.pid,
+            "raw+headers": with_headers.pid,
+            "mesh": echo[False].pid,
+            "mesh+trace": echo[True].pid,
+        }
         nc = await connect_nats(plain, "bench-raw")
         try:
             async with mesh_client(plain, False) as mp, mesh_client(traced, True) as mt:
                 await wait_for_agents(mp, 2)
                 await wait_for_agents(mt, 2)
-                raw = self._raw_call(nc)
-                await self.latency(raw, mp, mt)
+                raw, headed = self._raw_call(nc), self._raw_call(nc, headers=True)
+                await self.latency(raw, headed, mp, mt)
                 await self.relay(nc, mt)
-                await self.throughput(raw, mt)
+                await self.throughput(raw, headed, mp, mt, nc, traced)
                 await self.cli(traced, mt)
         finally:
             await nc.close()
@@ -90,18 +93,23 @@ class Bench:
         await self.collector()
 
     @staticmethod
-    def _raw_call(nc: Any) -> Call:
+    def _raw_call(nc: Any, headers: bool = False) -> Call:
+        """The raw echo; with ``headers``, carrying a traced mesh call's headers to a
+        responder that answers with a worker's reply header (nats-py's own cost)."""
         body = json.dumps({"text": "hello"}).encode()
+        subject = "bench.raw.headers" if headers else "bench.raw"
+        hdrs = request_headers(traced=True) if headers else None
 
         async def raw() -> Any:
-            return await nc.request("bench.raw", body, timeout=5)
+            return await nc.request(subject, body, timeout=5, headers=hdrs)
 
         return raw
 
     # --- 1. latency -------------------------------------------------------------------
-    async def latency(self, raw: Call, plain: MeshClient, traced: MeshClient) -> None:
+    async def latency(self, raw: Call, headed: Call, plain: MeshClient, traced: MeshClient) -> None:
         calls = {
             "raw": raw,
+            "raw+headers": headed,
             "mesh": lambda: plain.call("bench_echo", {"text": "hello"}),
             "mesh+trace": lambda: traced.call("bench_echo", {"text": "hello"}),
         }
@@ -124,6 +132,7 @@ class Bench:
                     f"{ratio:.2f}x", f"p50 {lo:.0f}-{hi:.0f}" if p == "p50" else "",
                 )  # fmt: skip
         self.t.figure("raw_p50_us", med["raw"]["p50"])
+        self.t.figure("rawhdr_p50_us", med["raw+headers"]["p50"])
         self.t.figure("mesh_p50_us", med["mesh"]["p50"])
         self.t.figure("mesh_traced_p50_us", med["mesh+trace"]["p50"])
         self.t.figure("latency_ratio_traced", med["mesh+trace"]["p50"] / med["raw"]["p50"])
@@ -156,26 +165,76 @@ class Bench:
         )
         self.t.figure("relay_ratio", m[0] / b)
 
-    # --- 3. throughput ----------------------------------------------------------------
-    async def throughput(self, raw: Call, traced: MeshClient) -> None:
-        mesh = lambda: traced.call("bench_echo", {"text": "hello"})  # noqa: E731
+    # --- 3. throughput and CPU per call ---------------------------------------------
+    async def throughput(
+        self,
+        raw: Call,
+        headed: Call,
+        plain: MeshClient,
+        traced: MeshClient,
+        nc: Any,
+        settings: Settings,
+    ) -> None:
+        calls = {
+            "raw": raw,
+            "mesh": lambda: plain.call("bench_echo", {"text": "hello"}),
+            "mesh+trace": lambda: traced.call("bench_echo", {"text": "hello"}),
+        }
+        js = nc.jetstream()
         for c in (1, 16, 64):
-            r_rounds, m_rounds = [], []
-            for _ in range(self.rounds):
-                r_rounds.append(await throughput(raw, c, self.seconds))
-                m_rounds.append(await throughput(mesh, c, self.seconds))
-            r, m = summarize(r_rounds)[0], summarize(m_rounds)
-            self.t.add(
-                "throughput",
-                f"c={c} calls/s, traced",
-                f"{m[0]:.0f}",
-                f"{r:.0f}",
-                f"{m[0] / r:.2f}",
-                f"{m[1]:.0f}-{m[2]:.0f}",
-            )
             if c == 64:
-                self.t.figure("throughput64_ratio", m[0] / r)
-                self.t.figure("throughput64_calls_s", m[0])
+                spans_before = await _messages(js, settings.spans_stream)
+            # nats-py's own cost: a raw echo with a traced mesh call's headers (CPU table)
+            measure = calls | {"raw+headers": headed} if c == 64 else calls
+            windows: dict[str, list[Window]] = {k: [] for k in measure}
+            for _ in range(self.rounds):
+                for name, call in measure.items():
+                    pids = {
+                        "caller": os.getpid(),
+                        "agent": self.agents[name],
+                        "server": self.h.server.pid,
+                    }
+                    windows[name].append(await measured(call, c, self.seconds, pids))
+            rates = {k: summarize([w.rate for w in v]) for k, v in windows.items()}
+            r = rates["raw"][0]
+            for name, label in (("mesh", "untraced"), ("mesh+trace", "traced")):
+                m = rates[name]
+                self.t.add(
+                    "throughput",
+                    f"c={c} calls/s, {label}",
+                    f"{m[0]:.0f}",
+                    f"{r:.0f}",
+                    f"{m[0] / r:.2f}",
+                    f"{m[1]:.0f}-{m[2]:.0f}",
+                )
+            if c == 64:
+                self.t.figure("throughput64_ratio", rates["mesh+trace"][0] / r)
+                self.t.figure("throughput64_ratio_untraced", rates["mesh"][0] / r)
+                self.t.figure("throughput64_calls_s", rates["mesh+trace"][0])
+                self.cpu_table(windows, {k: v[0] for k, v in rates.items()})
+                spans = await _settled(js, settings.spans_stream) - spans_before
+                per_call = spans / sum(w.calls for w in windows["mesh+trace"])
+                self.spans64 = rates["mesh+trace"][0] * per_call
+                self.t.add(
+                    "tracing", "spans made at c=64 peak (spans/s)", f"{self.spans64:.0f}",
+                    "", "", f"{per_call:.2f} spans per call",
+                )  # fmt: skip
+                self.t.figure("spans64_s", self.spans64)
+
+    def cpu_table(self, windows: dict[str, list[Window]], rates: dict[str, float]) -> None:
+        """CPU microseconds per call at c=64, by process, from /proc/<pid>/stat."""
+        keys = {"raw": "raw", "raw+headers": "rawhdr", "mesh": "mesh", "mesh+trace": "trace"}
+        rows = []
+        for name, key in keys.items():
+            per_call = median_per_call(windows[name])
+            rows.append((name, [per_call[r] for r in (*ROLES, "total")] + [rates[name]]))
+            for role, value in per_call.items():
+                self.t.figure(f"cpu64_{key}_{role}_us", value)
+        self.t.grid(
+            "cpu", "µs CPU per call at c=64", [*ROLES, "total", "calls/s"], rows,
+            note="caller = this process; agent = the raw responder or the echo agent; "
+            "raw+headers: a raw echo carrying a traced mesh call's headers",
+        )  # fmt: skip
 
     # --- 4. scale-out -----------------------------------------------------------------
     async def scale_out(self) -> None:
@@ -205,7 +264,7 @@ class Bench:
                 f"{rate:.0f}",
                 f"{base:.0f}",
                 f"{speedup:.2f}x",
-                f"ideal {n}x",
+                f"ideal {n}x" + (", target >= 7.2x" if n == 8 else ""),
             )
             self.t.figure(f"scale{n}_speedup", speedup)
 
@@ -284,44 +343,81 @@ class Bench:
         sender = OtlpSender(f"http://127.0.0.1:{port}", protocol)
         collector = Collector(nc, settings, sender, batch=2000)
         stop = asyncio.Event()
+        pids = {"collector": os.getpid(), "server": self.h.server.pid}
+        before = snapshot(pids)
         t0 = time.perf_counter()
         task = asyncio.create_task(collector.run(stop, report_every=3600))
         await collector.wait_until(lambda c: c.exported >= count, 120)
         rate = count / (time.perf_counter() - t0)
+        after = snapshot(pids)
         stop.set()
         await task
         sender.close()
         received.stop()
         await nc.close()
+        cpu = {role: (after[role] - before[role]) / count * 1e6 for role in pids}
         name = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP"}[protocol]
         self.t.add(
-            "tracing", f"collector -> {name} (spans/s)", f"{rate:.0f}", "", "", "target >= 20000"
-        )
+            "tracing", f"collector -> {name} (spans/s)", f"{rate:.0f}", "", "",
+            "target >= 20000; µs CPU per span: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()),
+        )  # fmt: skip
         self.t.figure(f"collector_{protocol}_spans_s", rate)
+        self.t.figure(f"collector_{protocol}_cpu_us_per_span", cpu["collector"])
+        if self.spans64:
+            ratio = rate / self.spans64
+            self.t.add(
+                "tracing", f"collector {protocol} / spans at c=64 peak", f"{ratio:.2f}", "", "",
+                "target >= 2",
+            )  # fmt: skip
+            self.t.figure(f"collector_{protocol}_ratio", ratio)
         assert received.spans >= count, (received.spans, count)
 
     # --- 7. CLI and memory ------------------------------------------------------------
     async def cli(self, settings: Settings, client: MeshClient) -> None:
         binary = os.path.join(os.path.dirname(sys.executable), "natsmesh")
-        walls = []
-        for _ in range(3 if self.h.quick else 7):
+        env = self.h.env(settings)
+
+        cpu: dict[str, list[float]] = {"call": [], "pass": []}
+
+        async def wall_ms(command: list[str]) -> float:
+            """Wall time of ``command``; its CPU time (user + system) goes to ``cpu``."""
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             out = await asyncio.to_thread(
-                subprocess.run, [binary, "call", "bench_echo", '{"text":"cli"}'],
-                env=self.h.env(settings), capture_output=True, check=True,
-            )  # fmt: skip
-            walls.append((time.perf_counter() - t0) * 1000)
-            assert b"cli" in out.stdout
-        wall = summarize(walls)
+                subprocess.run, command, env=env, capture_output=True, check=True
+            )
+            wall = (time.perf_counter() - t0) * 1000
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            cpu["pass" if command[-1] == "pass" else "call"].append(used * 1000)
+            assert command[-1] == "pass" or b"cli" in out.stdout
+            return wall
+
+        call = [binary, "call", "bench_echo", '{"text":"cli"}']
+        await wall_ms(call)  # warm up (the page cache)
+        cpu["call"].clear()
+        walls, passes = [], []
+        for _ in range(5 if self.h.quick else 11):  # interleaved: both see the same load
+            walls.append(await wall_ms(call))
+            passes.append(await wall_ms([sys.executable, "-c", "pass"]))
+        wall, base = summarize(walls), summarize(passes)[0]
+        cpu_call, cpu_pass = statistics.median(cpu["call"]), statistics.median(cpu["pass"])
         self.t.add(
             "cli",
             "natsmesh call wall (ms)",
             f"{wall[0]:.0f}",
-            "",
-            "",
-            f"{wall[1]:.0f}-{wall[2]:.0f}, target <= 300",
+            f"{base:.0f}",
+            f"{wall[0] / base:.2f}x",
+            f"{wall[1]:.0f}-{wall[2]:.0f}; baseline python -c pass; target <= 5x",
         )
+        self.t.add(
+            "cli", "natsmesh call CPU (ms)", f"{cpu_call:.0f}", f"{cpu_pass:.0f}",
+            f"{cpu_call / cpu_pass:.2f}x", "user + system; baseline python -c pass",
+        )  # fmt: skip
         self.t.figure("cli_call_ms", wall[0])
+        self.t.figure("python_pass_ms", base)
+        self.t.figure("cli_ratio", wall[0] / base)
+        self.t.figure("cli_cpu_ratio", cpu_call / cpu_pass)
         pids = [r.pid for r in client.view.records.values()]
         memory = [rss_mb(pid) for pid in pids]
         self.t.add(
@@ -333,3 +429,19 @@ class Bench:
             f"{min(memory):.0f}-{max(memory):.0f}",
         )
         self.t.figure("agent_rss_mb", statistics.median(memory))
+
+
+async def _messages(js: Any, stream: str) -> int:
+    return int((await js.stream_info(stream)).state.messages)
+
+
+async def _settled(js: Any, stream: str, patience: float = 5.0) -> int:
+    """The stream's message count once the exporters have flushed (it stops growing)."""
+    count, deadline = await _messages(js, stream), time.monotonic() + patience
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)  # the exporters ack nothing to us: poll the count
+        latest = await _messages(js, stream)
+        if latest == count:
+            break
+        count = latest
+    return count

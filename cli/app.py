@@ -1,4 +1,8 @@
-"""The ``natsmesh`` typer app; each command lives in its own module and imports lazily."""
+"""The ``natsmesh`` typer app; each command lives in its own module and imports lazily.
+
+The console script is :func:`natsmesh_cli.fastcall.main`: it makes ``natsmesh call``
+itself, without importing typer, and hands every other command line to this app.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ app.command("mcp")(mcp_command)
 
 
 def main() -> None:
+    """Run the typer app (``natsmesh --help``, every command, every usage error)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     app()
 

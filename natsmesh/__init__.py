@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from natsmesh import natsimport
+
+natsimport.install()  # before anything imports nats: keeps aiohttp out of `import nats`
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from natsmesh.config import Settings
 from natsmesh.errors import Unavailable
+from natsmesh.natsimport import is_websocket, websocket_support
 
 log = logging.getLogger("natsmesh.connection")
 
@@ -139,6 +140,8 @@ async def connect(
     (forever when it is ``None``, as agents do: they wait for NATS to come up).
     """
     hooks = hooks or Hooks()
+    if is_websocket(settings.servers()):
+        websocket_support()
 
     warned = False
     last_error: list[BaseException] = []
