@@ -150,6 +150,23 @@ class Registration:
             await self._kv.delete(self.key)
 
 
+#: seconds the server keeps a view's consumer after its process stopped listening (nats-py's
+#: default, 5 minutes, lets short-lived callers pile up consumers to the stream's limit)
+WATCH_INACTIVE = 10.0
+
+
+async def _delete_consumer(watcher: Any) -> None:
+    """Delete a stopped view's consumer now rather than when it expires (best effort)."""
+    sub = getattr(watcher, "_sub", None)
+    js = getattr(sub, "_js", None)  # nats-py's push subscription keeps its JetStream context
+    if sub is None or js is None:
+        return
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            info = await sub.consumer_info()
+            await js.delete_consumer(info.stream_name, info.name)
+
+
 class RegistryView:
     """A live in-memory copy of the registry, fed by one KV watcher.
 
@@ -262,6 +279,7 @@ class RegistryView:
                 await self._task
             self._task = None
         if self._watcher:
+            await _delete_consumer(self._watcher)
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
             self._watcher = None
@@ -269,7 +287,7 @@ class RegistryView:
     async def _run(self, loaded: asyncio.Future[None], target: int) -> None:
         # The watcher delivers in stream order, so once it has delivered sequence ``target``
         # (the last one when watching began) it has delivered every entry older than that.
-        watcher = self._watcher = await self._kv.watchall()
+        watcher = self._watcher = await self._kv.watchall(inactive_threshold=WATCH_INACTIVE)
         seen: set[str] | None = set()
         highest = 0
         check: asyncio.Task[None] | None = None
