@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.cpu import ROLES, Window, measured, median_per_call, snapshot
+from bench.gateway import gateway_section
 from bench.harness import Harness, Table, percentiles, rss_mb, summarize
 from bench.raw_responder import request_headers
+from bench.streaming import streaming
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import connect as connect_nats
@@ -91,6 +93,37 @@ class Bench:
         await self.scale_out()
         await self.discovery()
         await self.collector()
+        await self.metrics()
+        await streaming(self.h, self.t, self.rounds)
+        await gateway_section(self.h, self.t)
+
+    # --- metrics: the aggregation behind /metrics and the dashboard ------------------------
+    async def metrics(self) -> None:
+        from bench.metrics import feed_absorption, figures
+
+        made = getattr(self, "spans64", 0.0)
+        found = figures(self.h.quick)
+        found["dashboard_feed_spans_s"] = await feed_absorption(
+            self.h.settings(tracing=False), 10_000 if self.h.quick else 50_000
+        )
+        labels = {
+            "metrics_spans_s": "aggregator (decode + absorb)",
+            "dashboard_spans_s": "aggregator + trace index",
+            "dashboard_feed_spans_s": "whole feed (stream to index)",
+        }
+        for key, value in found.items():
+            ratio = f"{value / made:.2f}" if made else ""
+            self.t.add(
+                "metrics",
+                f"{labels[key]} spans/s",
+                f"{value:.0f}",
+                f"{made:.0f}",
+                ratio,
+                "target >= 2",
+            )
+            self.t.figure(key, value)
+            if made:
+                self.t.figure(key.replace("_spans_s", "_ratio"), value / made)
 
     @staticmethod
     def _raw_call(nc: Any, headers: bool = False) -> Call:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,6 +46,31 @@ class TLSRequired(nats.errors.Error):
         return "the server offers no TLS, and a tls:// URL refuses plaintext"
 
 
+_SPACE = re.compile(r"\s")
+#: what ``bytes.strip()`` strips (``str.strip()`` strips more)
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+#: header names already seen valid (bounded: names beyond it are checked every time)
+_NAMES: set[str] = set()
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """``Name: value`` lines as a dict, by nats-py's rules: a name with whitespace inside or
+    a byte outside ASCII is skipped; values are UTF-8 with malformed bytes replaced."""
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip(_ASCII_SPACE)
+        if key not in _NAMES:
+            if not key.isascii() or _SPACE.search(key):
+                continue
+            if len(_NAMES) < 1024:
+                _NAMES.add(key)
+        out[key] = value.strip(_ASCII_SPACE)
+    return out
+
+
 class MeshConnection(NATS):
     """nats-py's client with a reader that survives bad frames.
 
@@ -61,6 +87,12 @@ class MeshConnection(NATS):
         self._guarded = guarded
         self._warned_at = 0.0
         self.dropped = {"malformed": 0, "jetstream_delivery": 0}
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:  # type: ignore[override]
+        """nats-py's header parsing, same result, a few times faster: the block is decoded
+        once, and header names (a mesh uses a handful) are checked against a cache."""
+        return parse_header_lines(raw)
 
     def _drop(self, reason: str, subject: bytes | str, detail: str) -> None:
         self.dropped[reason] += 1
