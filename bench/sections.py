@@ -94,6 +94,7 @@ class Bench:
         await self.discovery()
         await self.collector()
         await self.metrics()
+
         await streaming(self.h, self.t, self.rounds)
         await gateway_section(self.h, self.t)
 
