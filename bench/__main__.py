@@ -27,7 +27,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (CI smoke test)")
     args = parser.parse_args()
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     print(f"natsmesh bench ({'quick' if args.quick else 'full'}) on {machine()}", flush=True)
     harness = Harness.start(args.quick)
     table = Table()

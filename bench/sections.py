@@ -15,10 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.cpu import ROLES, Window, measured, median_per_call, snapshot
-from bench.gateway import gateway_section
 from bench.harness import Harness, Table, percentiles, rss_mb, summarize
 from bench.raw_responder import request_headers
-from bench.streaming import streaming
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.connection import connect as connect_nats
@@ -94,6 +92,8 @@ class Bench:
         await self.discovery()
         await self.collector()
         await self.metrics()
+        from bench.gateway import gateway_section  # they use this module's helpers
+        from bench.streaming import streaming
 
         await streaming(self.h, self.t, self.rounds)
         await gateway_section(self.h, self.t)

@@ -6,13 +6,12 @@ itself, without importing typer, and hands every other command line to this app.
 
 from __future__ import annotations
 
-import os
-
 import typer
 from natsmesh_cli.dashboard_commands import dashboard_command
 from natsmesh_cli.gateway_commands import gateway_command
 from natsmesh_cli.mcp_commands import mcp_command
 from natsmesh_cli.mesh_commands import call_command, list_command, status_command
+from natsmesh_cli.options import set_connection
 from natsmesh_cli.process_commands import logs_command, start_command, stop_command
 from natsmesh_cli.scaffold import permissions_command, scaffold_command, setup_command
 from natsmesh_cli.trace_commands import collector_command, trace_command
@@ -24,17 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-CONNECTION_OPTIONS = {
-    "server": "NATS_URL",
-    "user": "NATS_USER",
-    "password": "NATS_PASSWORD",
-    "token": "NATS_TOKEN",
-    "creds": "NATS_CREDS",
-    "nkey": "NATS_NKEY",
-    "tls_ca": "NATS_CA",
-    "tls_cert": "NATS_CERT",
-    "tls_key": "NATS_KEY",
-}
 
 
 @app.callback()
@@ -50,10 +38,7 @@ def connection(
     tls_key: str = typer.Option(None, "--tls-key", help="TLS client key ($NATS_KEY)."),
 ) -> None:
     """Connection options apply to every command (and to the agents `start` runs)."""
-    values = locals()
-    for name, variable in CONNECTION_OPTIONS.items():
-        if values[name] is not None:
-            os.environ[variable] = values[name]
+    set_connection(**locals())
 
 
 app.command("start")(start_command)
@@ -74,7 +59,6 @@ app.command("mcp")(mcp_command)
 
 def main() -> None:
     """Run the typer app (``natsmesh --help``, every command, every usage error)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     app()
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail
 
 
@@ -78,12 +79,11 @@ class _Call:
             self.trace_id, self.span_id = new_trace_id(), new_span_id()
 
     async def run(self) -> None:
-        from natsmesh.config import Settings
         from natsmesh.errors import MeshError
         from natsmesh.session import connect
 
         try:
-            async with connect(Settings.from_env(), caller="cli", reconnect=False) as mesh:
+            async with connect(cli_settings(), caller="cli", reconnect=False) as mesh:
                 await self._call(mesh)
         except MeshError as exc:
             fail(exc.message if exc.type == "unavailable" else f"{exc.type}: {exc.message}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail
 
 
@@ -16,10 +17,9 @@ def dashboard_command(
     ),
 ) -> None:
     """Serve the live dashboard (topology, tools, traffic, traces, tokens) and /metrics."""
-    from natsmesh.config import Settings
     from natsmesh.worker import setup_logging
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     setup_logging(settings.debug)
     if history < 0:
         fail("--history is a number of seconds, 0 or more", 2)

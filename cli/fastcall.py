@@ -15,18 +15,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-#: the typer app's connection options (``natsmesh_cli.app.connection``) -> the variable each sets
+#: the typer app's connection options (``natsmesh_cli.app.connection``) -> their names there
 CONNECTION_FLAGS = {
-    "--server": "NATS_URL",
-    "-s": "NATS_URL",
-    "--user": "NATS_USER",
-    "--password": "NATS_PASSWORD",
-    "--token": "NATS_TOKEN",
-    "--creds": "NATS_CREDS",
-    "--nkey": "NATS_NKEY",
-    "--tls-ca": "NATS_CA",
-    "--tls-cert": "NATS_CERT",
-    "--tls-key": "NATS_KEY",
+    "--server": "server",
+    "-s": "server",
+    "--user": "user",
+    "--password": "password",
+    "--token": "token",
+    "--creds": "creds",
+    "--nkey": "nkey",
+    "--tls-ca": "tls_ca",
+    "--tls-cert": "tls_cert",
+    "--tls-key": "tls_key",
 }
 #: ``natsmesh call``'s options that take a value -> its parameter
 CALL_OPTIONS = {"--timeout": "timeout", "--tags": "tags", "--version": "version"}
@@ -47,8 +47,8 @@ CALL_DEFAULTS: dict[str, Any] = {
 
 
 def parse(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]] | None:
-    """``(environment, call parameters)`` for a well-formed ``[connection options] call ...``;
-    ``None`` for anything else (the typer app then handles it)."""
+    """``(connection flags, call parameters)`` for a well-formed ``[connection options] call
+    ...``; ``None`` for anything else (the typer app then handles it)."""
     env: dict[str, str] = {}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
@@ -105,9 +105,11 @@ def main() -> None:
 
         app_main()
         return
-    env, params = parsed
-    os.environ.update(env)
+    flags, params = parsed
     from natsmesh_cli.calling import run_call
+    from natsmesh_cli.options import set_connection
+
+    set_connection(**flags)
 
     try:
         run_call(**params)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail, info
 
 GATEWAY = "gateway"
@@ -50,7 +51,6 @@ def gateway_command(
     import asyncio
     import signal
 
-    from natsmesh.config import Settings
     from natsmesh.edge.gateway import GatewayConfig
     from natsmesh.edge.serving import serve
     from natsmesh.errors import MeshError
@@ -59,7 +59,7 @@ def gateway_command(
     from natsmesh.server import ServerError
     from natsmesh.worker import setup_logging
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     setup_logging(settings.debug)
     try:
         config = GatewayConfig.from_env(

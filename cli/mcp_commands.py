@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail
 
 
@@ -25,13 +26,12 @@ def mcp_command(
 
     With --tool or --tag a tool must match one of them; --exclude and --exclude-tag win.
     """
-    from natsmesh.config import Settings
     from natsmesh.edge.mcp_server import Expose, serve_stdio
     from natsmesh.errors import MeshError
     from natsmesh.session import connect
     from natsmesh.worker import setup_logging
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     setup_logging(settings.debug)
     expose = Expose(tuple(tool), tuple(tag), tuple(exclude), tuple(exclude_tag))
     tracing = settings.tracing and not no_tracing

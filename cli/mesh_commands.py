@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail, print_json, render
 
 INSTANCE_COLUMNS = [
@@ -49,9 +50,8 @@ TOOL_COLUMNS = [
 
 
 def _settings() -> Any:
-    from natsmesh.config import Settings
 
-    return Settings.from_env()
+    return cli_settings()
 
 
 async def _with_mesh(fn: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail, info
 
 
@@ -67,11 +67,10 @@ def start_command(
     ),
 ) -> None:
     """Run agents as worker processes; starts an embedded nats-server when none answers."""
-    from natsmesh.config import Settings
     from natsmesh.processes import ensure_nats
     from natsmesh.server import ServerError
 
-    settings = Settings.from_env(tracing=False if no_tracing else None)
+    settings = cli_settings(tracing=False if no_tracing else None)
     agents = _load_all(paths)
     try:
         started = ensure_nats(settings)
@@ -79,8 +78,6 @@ def start_command(
         fail(str(exc))
     if started:
         info(f"natsmesh: {started}")
-    if no_tracing:
-        os.environ["NATSMESH_TRACING"] = "false"
     if detach:
         if watch:
             fail("--watch runs in the foreground; drop -d to use it", 2)
@@ -175,10 +172,9 @@ def stop_command(
     ),
 ) -> None:
     """Stop detached agents (and the embedded nats-server when stopping all)."""
-    from natsmesh.config import Settings
     from natsmesh.processes import stop_agents, stop_embedded_server
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     stopped = stop_agents(settings, agent)
     for proc in stopped:
         print(f"stopped {proc.agent} (pid {proc.pid})")
@@ -198,10 +194,9 @@ def logs_command(
     lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
 ) -> None:
     """Print a detached agent's log."""
-    from natsmesh.config import Settings
     from natsmesh.processes import log_file
 
-    path = log_file(Settings.from_env(), agent)
+    path = log_file(cli_settings(), agent)
     if not path.is_file():
         fail(f"no log for {agent!r} at {path}")
     with open(path, errors="replace") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail
 
 TOOL_TEMPLATE = '''"""{name}: describe what this agent does."""
@@ -107,7 +108,6 @@ def permissions_command(
     """Print a nats-server config with least-privilege users for these agents."""
     import re
 
-    from natsmesh.config import Settings
     from natsmesh.loader import find_agent_files, load_file
     from natsmesh.permissions import Responses, server_config
 
@@ -120,19 +120,18 @@ def permissions_command(
     except Exception as exc:
         fail(str(exc))
     responses = Responses(max_responses, response_expiry)
-    print(server_config(agents, Settings.from_env(), responses), end="")
+    print(server_config(agents, cli_settings(), responses), end="")
 
 
 def setup_command() -> None:
     """Create the registry bucket and the span stream (run once, as admin, on a secure server)."""
     import asyncio
 
-    from natsmesh.config import Settings
     from natsmesh.errors import MeshError
     from natsmesh.setup import setup
 
     try:
-        for line in asyncio.run(setup(Settings.from_env())):
+        for line in asyncio.run(setup(cli_settings())):
             print(line)
     except MeshError as exc:
         fail(exc.message)

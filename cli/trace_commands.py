@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 from typing import Any
 
 import typer
+from natsmesh_cli.options import settings as cli_settings
 from natsmesh_cli.output import fail, print_json
 
 
@@ -17,10 +17,7 @@ def trace_command(
     as_json: bool = typer.Option(False, "--json", help="Print the raw spans as JSON."),
     retries: int = typer.Option(3, "--retries", help="Times to wait for late spans."),
     tempo: str = typer.Option(
-        None,
-        "--tempo",
-        envvar="TEMPO_URL",
-        help="Read the trace from Tempo at this URL (default $TEMPO_URL).",
+        None, "--tempo", help="Read the trace from Tempo at this URL (default $TEMPO_URL)."
     ),
     payloads: bool = typer.Option(
         False, "--payloads", help="Show recorded request and reply payloads."
@@ -33,6 +30,7 @@ def trace_command(
     trace_id = trace_id.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
         fail("a trace ID is 32 hexadecimal characters", 2)
+    tempo = tempo or cli_settings().tempo_url
     spans = _read_tempo(tempo, trace_id) if tempo else asyncio.run(_read_stream(trace_id, retries))
     if not spans:
         fail(f"no spans found for trace {trace_id}" + ("" if tempo else " in the span stream"))
@@ -52,13 +50,12 @@ def _read_tempo(url: str, trace_id: str) -> list[Any]:
 
 
 async def _read_stream(trace_id: str, retries: int) -> list[Any]:
-    from natsmesh.config import Settings
     from natsmesh.connection import connect
     from natsmesh.errors import MeshError
     from natsmesh.tracing import tree
     from natsmesh.tracing.store import read_trace
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     try:
         nc = await connect(settings, "natsmesh trace", reconnect=False)
     except MeshError as exc:
@@ -105,7 +102,6 @@ def collector_command(
     """Export spans from the span stream to an OTLP receiver such as Tempo.
 
     An https:// endpoint uses TLS. A failed export is retried; meanwhile the spans wait in the stream."""
-    from natsmesh.config import Settings
     from natsmesh.tracing.collector import (
         DEFAULT_GRPC_ENDPOINT,
         DEFAULT_HTTP_ENDPOINT,
@@ -114,10 +110,10 @@ def collector_command(
     )
     from natsmesh.worker import setup_logging
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     setup_logging(settings.debug)
     default = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
-    endpoint = otlp_endpoint or os.environ.get("TELEMETRY_ENDPOINT") or default
+    endpoint = otlp_endpoint or settings.telemetry_endpoint or default
     try:
         from natsmesh.tracing.otlp import parse_headers
 

@@ -22,93 +22,108 @@ DEFAULT_TRACE_PAYLOAD_LIMIT = 1024
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def _setting(default: Any, env: str, *, secret: bool = False, inherit: bool = True) -> Any:
+    """A settings field read from ``env``: the one place each variable is named.
+
+    ``secret`` keeps it out of ``repr`` and of a child's environment unless asked for;
+    ``inherit=False`` keeps it from children at all (an agent's own inbox prefix)."""
+    return dataclasses.field(
+        default=default, metadata={"env": env, "secret": secret, "inherit": inherit}
+    )
+
+
+def _parse(raw: str, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in _TRUE
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    return raw
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything a process needs to join a mesh. Build with :meth:`from_env`."""
+    """Everything a process needs to join a mesh. Build with :meth:`from_env`.
 
-    nats_url: str = DEFAULT_NATS_URL
-    prefix: str = subjects.DEFAULT_PREFIX
-    registry_bucket: str = subjects.DEFAULT_REGISTRY_BUCKET
+    Each field names its environment variable (the table below is the only list of
+    them); CLI flags arrive as keyword overrides of :meth:`from_env`.
+    """
+
+    nats_url: str = _setting(DEFAULT_NATS_URL, "NATS_URL")
+    prefix: str = _setting(subjects.DEFAULT_PREFIX, "NATSMESH_PREFIX")
+    registry_bucket: str = _setting(subjects.DEFAULT_REGISTRY_BUCKET, "NATSMESH_REGISTRY_BUCKET")
     #: seconds an instance stays in the registry without a heartbeat; heartbeats come every third
-    registry_ttl: float = DEFAULT_REGISTRY_TTL
-    spans_stream: str = subjects.DEFAULT_SPANS_STREAM
-    spans_max_age: float = DEFAULT_SPANS_MAX_AGE
-    spans_max_bytes: int = DEFAULT_SPANS_MAX_BYTES
+    registry_ttl: float = _setting(DEFAULT_REGISTRY_TTL, "NATSMESH_REGISTRY_TTL")
+    spans_stream: str = _setting(subjects.DEFAULT_SPANS_STREAM, "NATSMESH_SPANS_STREAM")
+    spans_max_age: float = _setting(DEFAULT_SPANS_MAX_AGE, "NATSMESH_SPANS_MAX_AGE")
+    spans_max_bytes: int = _setting(DEFAULT_SPANS_MAX_BYTES, "NATSMESH_SPANS_MAX_BYTES")
     #: replicas of the registry bucket and span stream (3 on a three-node cluster)
-    replicas: int = 1
-    tracing: bool = True
+    replicas: int = _setting(1, "NATSMESH_REPLICAS")
+    tracing: bool = _setting(True, "NATSMESH_TRACING")
     #: record request and reply payloads on SERVER spans (redacted, truncated)
-    trace_payloads: bool = False
-    trace_payload_limit: int = DEFAULT_TRACE_PAYLOAD_LIMIT
-    timeout: float = DEFAULT_TIMEOUT
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    home: str = DEFAULT_HOME
-    debug: bool = False
+    trace_payloads: bool = _setting(False, "NATSMESH_TRACE_PAYLOADS")
+    trace_payload_limit: int = _setting(DEFAULT_TRACE_PAYLOAD_LIMIT, "NATSMESH_TRACE_PAYLOAD_LIMIT")
+    timeout: float = _setting(DEFAULT_TIMEOUT, "NATSMESH_TIMEOUT")
+    max_in_flight: int = _setting(DEFAULT_MAX_IN_FLIGHT, "NATSMESH_MAX_IN_FLIGHT")
+    home: str = _setting(DEFAULT_HOME, "NATSMESH_HOME")
+    debug: bool = _setting(False, "NATSMESH_DEBUG")
+    #: where the collector sends OTLP (``natsmesh collector``)
+    telemetry_endpoint: str | None = _setting(None, "TELEMETRY_ENDPOINT")
+    #: Tempo's HTTP API, the default of ``natsmesh trace --tempo``
+    tempo_url: str | None = _setting(None, "TEMPO_URL")
     # connection security, all optional
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds_file: str | None = None
-    nkey_seed_file: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    user: str | None = _setting(None, "NATS_USER")
+    password: str | None = _setting(None, "NATS_PASSWORD", secret=True)
+    token: str | None = _setting(None, "NATS_TOKEN", secret=True)
+    creds_file: str | None = _setting(None, "NATS_CREDS")
+    nkey_seed_file: str | None = _setting(None, "NATS_NKEY")
+    tls_ca: str | None = _setting(None, "NATS_CA")
+    tls_cert: str | None = _setting(None, "NATS_CERT")
+    tls_key: str | None = _setting(None, "NATS_KEY")
     #: inbox prefix (``_INBOX_<agent>`` lets permissions keep replies private)
-    inbox_prefix: str | None = None
+    inbox_prefix: str | None = _setting(None, "NATSMESH_INBOX_PREFIX", inherit=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the environment; keyword overrides that are not ``None`` win."""
         e = os.environ if env is None else env
-        values: dict[str, Any] = {
-            "nats_url": e.get("NATS_URL", DEFAULT_NATS_URL),
-            "prefix": e.get("NATSMESH_PREFIX", subjects.DEFAULT_PREFIX),
-            "registry_bucket": e.get("NATSMESH_REGISTRY_BUCKET", subjects.DEFAULT_REGISTRY_BUCKET),
-            "registry_ttl": float(e.get("NATSMESH_REGISTRY_TTL", DEFAULT_REGISTRY_TTL)),
-            "spans_stream": e.get("NATSMESH_SPANS_STREAM", subjects.DEFAULT_SPANS_STREAM),
-            "spans_max_age": float(e.get("NATSMESH_SPANS_MAX_AGE", DEFAULT_SPANS_MAX_AGE)),
-            "spans_max_bytes": int(e.get("NATSMESH_SPANS_MAX_BYTES", DEFAULT_SPANS_MAX_BYTES)),
-            "replicas": int(e.get("NATSMESH_REPLICAS", 1)),
-            "tracing": e.get("NATSMESH_TRACING", "true").lower() in _TRUE,
-            "trace_payloads": e.get("NATSMESH_TRACE_PAYLOADS", "").lower() in _TRUE,
-            "trace_payload_limit": int(
-                e.get("NATSMESH_TRACE_PAYLOAD_LIMIT", DEFAULT_TRACE_PAYLOAD_LIMIT)
-            ),
-            "timeout": float(e.get("NATSMESH_TIMEOUT", DEFAULT_TIMEOUT)),
-            "max_in_flight": int(e.get("NATSMESH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)),
-            "home": e.get("NATSMESH_HOME", DEFAULT_HOME),
-            "debug": e.get("NATSMESH_DEBUG", "").lower() in _TRUE,
-            "user": e.get("NATS_USER"),
-            "password": e.get("NATS_PASSWORD"),
-            "token": e.get("NATS_TOKEN"),
-            "creds_file": e.get("NATS_CREDS"),
-            "nkey_seed_file": e.get("NATS_NKEY"),
-            "tls_ca": e.get("NATS_CA"),
-            "tls_cert": e.get("NATS_CERT"),
-            "tls_key": e.get("NATS_KEY"),
-            "inbox_prefix": e.get("NATSMESH_INBOX_PREFIX"),
-        }
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = e.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(raw, f.default, f.metadata["env"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         subjects.check_token(settings.prefix, "NATSMESH_PREFIX")
         return settings
 
-    def environment(self) -> dict[str, str]:
-        """The mesh settings as environment variables, for a child process to join the same
-        mesh (connection secrets are not included: they pass through the parent's environment)."""
-        return {
-            "NATS_URL": self.nats_url,
-            "NATSMESH_PREFIX": self.prefix,
-            "NATSMESH_REGISTRY_BUCKET": self.registry_bucket,
-            "NATSMESH_REGISTRY_TTL": str(self.registry_ttl),
-            "NATSMESH_SPANS_STREAM": self.spans_stream,
-            "NATSMESH_REPLICAS": str(self.replicas),
-            "NATSMESH_TRACING": "true" if self.tracing else "false",
-            "NATSMESH_TRACE_PAYLOADS": "true" if self.trace_payloads else "false",
-            "NATSMESH_TRACE_PAYLOAD_LIMIT": str(self.trace_payload_limit),
-            "NATSMESH_TIMEOUT": str(self.timeout),
-            "NATSMESH_MAX_IN_FLIGHT": str(self.max_in_flight),
-        }
+    def environment(self, secrets: bool = False) -> dict[str, str]:
+        """The settings as environment variables, for a child process to join the same mesh
+        (every field that is set; secrets only with ``secrets``: a child that the CLI starts
+        after a ``--password`` flag needs it)."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata["inherit"] or (f.metadata["secret"] and not secrets):
+                continue
+            if value is not None:
+                out[f.metadata["env"]] = _render(value)
+        return out
+
+    @staticmethod
+    def variables() -> dict[str, str]:
+        """Every variable natsmesh reads, by field name (for docs and tests)."""
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(Settings)}
 
     @property
     def home_path(self) -> Path:
@@ -143,7 +158,7 @@ class Settings:
         return opts
 
     def __repr__(self) -> str:  # never print secrets
-        hidden = {"password", "token"}
+        hidden = {f.name for f in dataclasses.fields(self) if f.metadata["secret"]}
         fields = ", ".join(
             f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else getattr(self, f.name)!r}"
             for f in dataclasses.fields(self)

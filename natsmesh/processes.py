@@ -188,9 +188,8 @@ def worker_command(path: Path) -> list[str]:
 def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The parent's environment plus the mesh settings, for a worker process."""
     env = dict(os.environ)
-    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(settings.environment())
+    env.update(settings.environment(secrets=True))
     env.update(extra or {})
     return env
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"natsmesh: cannot load {args[0]}: {exc}", file=sys.stderr)
         return 1
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     serve(loaded)
     return 0
 

@@ -179,17 +179,17 @@ FOR_TYPER = [
 
 
 def typer_parse(argv: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """What the typer app makes of ``argv``: (environment set, call parameters)."""
+    """What the typer app makes of ``argv``: (connection flags given, call parameters)."""
     import typer.main
-    from natsmesh_cli.app import CONNECTION_OPTIONS, app
+    from natsmesh_cli.app import app
 
     group = typer.main.get_command(app)
     ctx = group.make_context("natsmesh", list(argv))
     name, command, rest = group.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
     assert name == "call" and command is not None
     params = command.make_context(name, rest, parent=ctx).params
-    env = {CONNECTION_OPTIONS[k]: v for k, v in ctx.params.items() if v is not None}
-    return env, params
+    flags = {k: v for k, v in ctx.params.items() if v is not None}
+    return flags, params
 
 
 @pytest.mark.parametrize("argv", WELL_FORMED, ids=" ".join)
@@ -204,11 +204,13 @@ def test_everything_else_goes_to_typer(argv: list[str]) -> None:
 
 def test_the_fast_path_knows_every_connection_option() -> None:
     import typer.main
-    from natsmesh_cli.app import CONNECTION_OPTIONS, app
+    from natsmesh_cli.app import app
+    from natsmesh_cli.options import CONNECTION_FIELDS
 
     group = typer.main.get_command(app)
-    declared = {opt: CONNECTION_OPTIONS[p.name] for p in group.params for opt in p.opts if p.name}
+    declared = {opt: p.name for p in group.params for opt in p.opts if p.name}
     assert declared == fastcall.CONNECTION_FLAGS
+    assert set(declared.values()) == set(CONNECTION_FIELDS)
 
 
 def test_help_and_usage_errors_stay_typers() -> None:
