@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from bench.calls import mesh_client, wait_for_agents
 from bench.cpu import ROLES, Window, measured, median_per_call
 from bench.harness import Harness, Table
-from bench.sections import mesh_client, wait_for_agents
 
 
 def _no_validation() -> None:

@@ -15,8 +15,8 @@ import subprocess
 import sys
 from typing import Any
 
+from bench.calls import mesh_client, sequential, throughput, wait_for_agents
 from bench.harness import Harness, Table, percentiles, summarize
-from bench.sections import mesh_client, sequential, throughput, wait_for_agents
 
 #: target for the p50 the gateway adds to a direct mesh call, in microseconds
 ADDED_P50_TARGET_US = 1000.0

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from natsmesh.config import Settings
-from natsmesh.processes import worker_env
-from natsmesh.server import RunningServer, start_server, stop_pid
+from natsmesh.ops.processes import worker_env
+from natsmesh.ops.server import RunningServer, start_server, stop_pid
 
 HERE = Path(__file__).resolve().parent
 AGENTS = HERE / "agents"

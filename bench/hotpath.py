@@ -79,8 +79,8 @@ async def _noop(*args: Any, **kwargs: Any) -> None:
 async def measure(traced: bool, calls: int, repeats: int, concurrency: int) -> dict[str, float]:
     from natsmesh.config import Settings
     from natsmesh.loader import load_file
+    from natsmesh.ops.server import start_server
     from natsmesh.runtime import Runtime
-    from natsmesh.server import start_server
     from natsmesh.session import connect
 
     server = start_server(Path(tempfile.mkdtemp(prefix="natsmesh-hotpath-")))

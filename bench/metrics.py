@@ -111,13 +111,13 @@ async def feed_absorption(settings: Settings, count: int = 50_000) -> float:
     in the stream first, then a :class:`SpanFeed` (ordered consumer, decode, metrics and
     trace index) reads them all. Needs the nats-server of ``settings``."""
     from natsmesh import subjects
-    from natsmesh.connection import connect
+    from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
     from natsmesh.tracing.live import TraceIndex
     from natsmesh.tracing.metrics import MeshMetrics
     from natsmesh.tracing.metrics_feed import SpanFeed
 
-    nc = await connect(settings, "bench-metrics-feed")
+    nc = await connect_nats(settings, "bench-metrics-feed")
     try:
         js = nc.jetstream()
         await ensure_stream(js, settings)
@@ -148,7 +148,7 @@ def main() -> None:
     from pathlib import Path
 
     from natsmesh.config import Settings
-    from natsmesh.server import start_server
+    from natsmesh.ops.server import start_server
 
     for name, value in figures().items():
         print(f"{name} = {value:.0f}")

@@ -27,11 +27,11 @@ from typing import Any
 
 import msgspec
 
+from bench.calls import mesh_client, wait_for_agents
 from bench.cpu import ROLES, Window, measured, median_per_call
 from bench.harness import Harness, Table
 from bench.raw_responder import request_headers
-from bench.sections import mesh_client, wait_for_agents
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import connect_nats
 
 STEPS = [
     ("raw", ()),

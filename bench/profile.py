@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.calls import mesh_client
 from bench.harness import AGENTS
-from bench.sections import mesh_client
 from natsmesh.config import Settings
 from natsmesh.loader import load_file
+from natsmesh.ops.server import start_server
 from natsmesh.runtime import Runtime
-from natsmesh.server import start_server
 
 
 async def profile(traced: bool, calls: int, top: int) -> None:

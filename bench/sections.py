@@ -11,41 +11,15 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench.calls import Call, mesh_client, sequential, throughput, wait_for_agents
 from bench.cpu import ROLES, Window, measured, median_per_call, snapshot
 from bench.harness import Harness, Table, percentiles, rss_mb, summarize
 from bench.raw_responder import request_headers
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
-from natsmesh.connection import connect as connect_nats
-from natsmesh.session import connect
-
-Call = Callable[[], Awaitable[Any]]
-
-
-def mesh_client(settings: Settings, traced: bool) -> Any:
-    """A caller like an agent: its own view and, when traced, its own span exporter."""
-    return connect(settings, caller="bench", tracing=traced)
-
-
-async def wait_for_agents(client: MeshClient, count: int, timeout: float = 30) -> None:
-    await client.view.wait_for(lambda v: len(v.records) >= count, timeout)
-
-
-async def sequential(call: Call, n: int) -> list[int]:
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        await call()
-        samples.append(time.perf_counter_ns() - t0)
-    return samples
-
-
-async def throughput(call: Call, concurrency: int, seconds: float) -> float:
-    """Calls per second with ``concurrency`` callers for ``seconds``."""
-    return (await measured(call, concurrency, seconds, {})).rate
+from natsmesh.connection import connect_nats
 
 
 class Bench:
@@ -92,7 +66,7 @@ class Bench:
         await self.discovery()
         await self.collector()
         await self.metrics()
-        from bench.gateway import gateway_section  # they use this module's helpers
+        from bench.gateway import gateway_section
         from bench.streaming import streaming
 
         await streaming(self.h, self.t, self.rounds)

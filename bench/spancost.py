@@ -22,7 +22,7 @@ import msgspec
 from bench.cpu import snapshot
 from bench.harness import Harness, Table
 from natsmesh import subjects, wire
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import connect_nats
 from natsmesh.tracing.context import new_span_id, new_trace_id
 
 ATTRS = {

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from bench.harness import HERE, Harness, Table, summarize
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import connect_nats
 from natsmesh.session import connect
 
 RAW_SUBJECT = "bench.rawstream"

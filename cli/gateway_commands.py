@@ -54,9 +54,9 @@ def gateway_command(
     from natsmesh.edge.gateway import GatewayConfig
     from natsmesh.edge.serving import serve
     from natsmesh.errors import MeshError
-    from natsmesh.processes import ensure_nats
+    from natsmesh.ops.processes import ensure_nats
+    from natsmesh.ops.server import ServerError
     from natsmesh.runtime import event_loop_runner
-    from natsmesh.server import ServerError
     from natsmesh.worker import setup_logging
 
     settings = cli_settings()
@@ -112,7 +112,7 @@ def gateway_process(settings: Any) -> subprocess.Popen[bytes]:
     """Start ``natsmesh gateway`` as a child of ``natsmesh start`` in the foreground
     (options from the ``NATSMESH_GATEWAY_*`` environment); its lines are printed with a
     ``[gateway]`` prefix."""
-    from natsmesh.processes import worker_env
+    from natsmesh.ops.processes import worker_env
 
     proc = subprocess.Popen(
         _COMMAND, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(settings)
@@ -132,7 +132,7 @@ def start_detached(settings: Any, timeout: float = 20) -> None:
     """Start the gateway in the background for ``natsmesh start -d --gateway``: its output
     goes to the ``gateway`` log and a pid file lets ``natsmesh stop`` stop it. Waits until
     it serves (its log says where) and prints the address."""
-    from natsmesh.processes import log_file, pids_dir, process_identity, worker_env
+    from natsmesh.ops.processes import log_file, pids_dir, process_identity, worker_env
 
     log = log_file(settings, GATEWAY)
     with open(log, "ab") as out:

@@ -71,7 +71,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the live agents (NAME, STATUS, DEPS, ...) or, with --tools, their tools."""
-    from natsmesh import overview
+    from natsmesh.ops import overview
 
     async def go(mesh: Any) -> None:
         if tools:
@@ -113,7 +113,7 @@ def call_command(
 
 def status_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """NATS URL, server version, JetStream, registry bucket, agents, dropped spans."""
-    from natsmesh import overview
+    from natsmesh.ops import overview
 
     async def go(mesh: Any) -> None:
         data = await overview.status(mesh)

@@ -67,8 +67,8 @@ def start_command(
     ),
 ) -> None:
     """Run agents as worker processes; starts an embedded nats-server when none answers."""
-    from natsmesh.processes import ensure_nats
-    from natsmesh.server import ServerError
+    from natsmesh.ops.processes import ensure_nats
+    from natsmesh.ops.server import ServerError
 
     settings = cli_settings(tracing=False if no_tracing else None)
     agents = _load_all(paths)
@@ -99,7 +99,7 @@ def start_command(
 
 
 def _start_detached(settings: Any, agents: list[tuple[Path, str]]) -> None:
-    from natsmesh.processes import log_file, spawn_detached
+    from natsmesh.ops.processes import log_file, spawn_detached
 
     procs = [spawn_detached(settings, file, name) for file, name in agents]
     names = [name for _, name in agents]
@@ -122,7 +122,7 @@ def _pump(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 def _spawn(settings: Any, file: Path, name: str) -> subprocess.Popen[bytes]:
-    from natsmesh.processes import worker_command, worker_env
+    from natsmesh.ops.processes import worker_command, worker_env
 
     proc = subprocess.Popen(
         worker_command(file),
@@ -172,7 +172,7 @@ def stop_command(
     ),
 ) -> None:
     """Stop detached agents (and the embedded nats-server when stopping all)."""
-    from natsmesh.processes import stop_agents, stop_embedded_server
+    from natsmesh.ops.processes import stop_agents, stop_embedded_server
 
     settings = cli_settings()
     stopped = stop_agents(settings, agent)
@@ -194,7 +194,7 @@ def logs_command(
     lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
 ) -> None:
     """Print a detached agent's log."""
-    from natsmesh.processes import log_file
+    from natsmesh.ops.processes import log_file
 
     path = log_file(cli_settings(), agent)
     if not path.is_file():

@@ -109,7 +109,7 @@ def permissions_command(
     import re
 
     from natsmesh.loader import find_agent_files, load_file
-    from natsmesh.permissions import Responses, server_config
+    from natsmesh.ops.permissions import Responses, server_config
 
     if max_responses < 1:
         fail("--max-responses is at least 1", 2)
@@ -128,7 +128,7 @@ def setup_command() -> None:
     import asyncio
 
     from natsmesh.errors import MeshError
-    from natsmesh.setup import setup
+    from natsmesh.ops.setup import setup
 
     try:
         for line in asyncio.run(setup(cli_settings())):

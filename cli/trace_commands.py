@@ -50,14 +50,14 @@ def _read_tempo(url: str, trace_id: str) -> list[Any]:
 
 
 async def _read_stream(trace_id: str, retries: int) -> list[Any]:
-    from natsmesh.connection import connect
+    from natsmesh.connection import connect_nats
     from natsmesh.errors import MeshError
     from natsmesh.tracing import tree
     from natsmesh.tracing.store import read_trace
 
     settings = cli_settings()
     try:
-        nc = await connect(settings, "natsmesh trace", reconnect=False)
+        nc = await connect_nats(settings, "natsmesh trace", reconnect=False)
     except MeshError as exc:
         fail(exc.message)
     try:
@@ -127,14 +127,14 @@ def collector_command(
     async def go() -> None:
         import signal
 
-        from natsmesh.connection import connect
+        from natsmesh.connection import connect_nats
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         # Ctrl-C while NATS is still unreachable ends the wait for it, quietly
-        connecting = asyncio.ensure_future(connect(settings, "natsmesh collector"))
+        connecting = asyncio.ensure_future(connect_nats(settings, "natsmesh collector"))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not connecting.done():

@@ -157,7 +157,7 @@ def guarded_subjects(settings: Settings) -> tuple[str, ...]:
     return (f"{settings.prefix}.", "$SRV.")
 
 
-async def connect(
+async def connect_nats(
     settings: Settings,
     name: str,
     hooks: Hooks | None = None,

@@ -31,7 +31,7 @@ from natsmesh import headers as H
 from natsmesh import subjects
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
-from natsmesh.connection import Hooks, connect
+from natsmesh.connection import Hooks, connect_nats
 from natsmesh.dispatch import Dispatcher, Outcome, error_outcome
 from natsmesh.errors import Cancelled, Unavailable
 from natsmesh.registry import Registration, RegistryView, bucket_ttl, check_registrable, open_bucket
@@ -143,7 +143,7 @@ class Runtime:
         check_registrable(self.registry_record())
         s = self.settings
         hooks = Hooks()
-        self.nc = nc = await connect(s, f"natsmesh {self.instance_id}", hooks)
+        self.nc = nc = await connect_nats(s, f"natsmesh {self.instance_id}", hooks)
         kv = await open_bucket(nc.jetstream(), s)
         interval = await bucket_ttl(kv, s.registry_ttl) / 3
         self.view = view = RegistryView(kv)

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
-from natsmesh.connection import Hooks
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import Hooks, connect_nats
 from natsmesh.conversation import settle
 from natsmesh.registry import RegistryView, open_bucket
 

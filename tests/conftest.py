@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from natsmesh.cluster import reserved_ports
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent, load_file
-from natsmesh.processes import worker_env
+from natsmesh.ops.cluster import reserved_ports
+from natsmesh.ops.processes import worker_env
+from natsmesh.ops.server import RunningServer, start_server, stop_pid
 from natsmesh.runtime import Runtime
-from natsmesh.server import RunningServer, start_server, stop_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "agents"

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from natsmesh import wire
-from natsmesh.overview import dependency_counts
+from natsmesh.ops.overview import dependency_counts
 from natsmesh.specs import DependencySpec
 from natsmesh.tracing.live import TraceIndex, Trends
 from natsmesh.tracing.metrics import MeshMetrics

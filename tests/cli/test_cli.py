@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh.cluster import reserved_ports
+from natsmesh.ops.cluster import reserved_ports
 from tests.conftest import AGENTS, ROOT
 
 FLIGHT = '{"origin":"SFO","destination":"NRT","date":"2026-06-01"}'

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh.cluster import reserved_ports
 from natsmesh.config import Settings
-from natsmesh.processes import process_identity
-from natsmesh.server import RunningServer, pid_alive
+from natsmesh.ops.cluster import reserved_ports
+from natsmesh.ops.processes import process_identity
+from natsmesh.ops.server import RunningServer, pid_alive
 from tests.cli.test_cli import natsmesh_bin
 
 
@@ -79,7 +79,7 @@ def test_bad_records_do_not_break_list(tmp_path: Path, nats_server: RunningServe
     import asyncio
 
     from natsmesh import wire
-    from natsmesh.connection import connect
+    from natsmesh.connection import connect_nats
     from natsmesh.registry import open_bucket
     from tests.conftest import mesh_settings
 
@@ -89,7 +89,7 @@ def test_bad_records_do_not_break_list(tmp_path: Path, nats_server: RunningServe
     bad_version = {"capability": "y", "version": "garbage"}
 
     async def poison() -> None:
-        nc = await connect(settings, "poison")
+        nc = await connect_nats(settings, "poison")
         kv = await open_bucket(nc.jetstream(), settings)
         await kv.put("ok.ok-1", wire.encode_record(good))
         for i, dep in enumerate((bad_tag, bad_version)):

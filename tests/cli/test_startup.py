@@ -15,7 +15,7 @@ from natsmesh_cli import fastcall
 
 from natsmesh.config import Settings
 from natsmesh.loader import load_file
-from natsmesh.server import start_server
+from natsmesh.ops.server import start_server
 from tests.cli.test_cli import natsmesh_bin
 from tests.conftest import ROOT, env_for
 
@@ -110,10 +110,10 @@ def test_a_websocket_url_still_connects(tmp_path: Path) -> None:
         code = (
             "import asyncio, sys, natsmesh, nats\n"
             "from natsmesh.config import Settings\n"
-            "from natsmesh.connection import connect\n"
+            "from natsmesh.connection import connect_nats\n"
             "assert nats.aio.transport.aiohttp is None\n"
             "async def main():\n"
-            "    nc = await connect(Settings(nats_url=sys.argv[1]), 'ws', reconnect=False)\n"
+            "    nc = await connect_nats(Settings(nats_url=sys.argv[1]), 'ws', reconnect=False)\n"
             "    sub = await nc.subscribe('ws.echo')\n"
             "    await nc.publish('ws.echo', b'over websocket')\n"
             "    print((await sub.next_msg(5)).data.decode())\n"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from natsmesh.config import Settings
-from natsmesh.processes import worker_env
+from natsmesh.ops.processes import worker_env
 from natsmesh.session import connect
 
 AGENT = """

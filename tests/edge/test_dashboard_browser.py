@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from natsmesh.config import Settings
-from natsmesh.processes import worker_env
-from natsmesh.server import stop_pid
+from natsmesh.ops.processes import worker_env
+from natsmesh.ops.server import stop_pid
 from tests.conftest import ROOT, agent_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -102,7 +102,7 @@ async def test_start_gateway_serves_the_agents_it_starts(
 async def test_start_detached_gateway_is_stopped_with_the_agents(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from natsmesh.server import pid_alive
+    from natsmesh.ops.server import pid_alive
 
     env = {
         **env_for(settings),

@@ -8,8 +8,8 @@ import pytest
 
 from natsmesh.config import Settings
 from natsmesh.errors import Unavailable
-from natsmesh.overview import instance_rows
-from natsmesh.server import RunningServer
+from natsmesh.ops.overview import instance_rows
+from natsmesh.ops.server import RunningServer
 from natsmesh.session import connect
 from tests.conftest import agent_file, mesh_settings
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh.cluster import Cluster, start_cluster
 from natsmesh.errors import MeshError
 from natsmesh.loader import load_file
+from natsmesh.ops.cluster import Cluster, start_cluster
 from natsmesh.runtime import Runtime
 from natsmesh.session import connect
 from tests.conftest import agent_file, mesh_settings

@@ -9,8 +9,8 @@ import pytest
 
 from bench.receivers import GrpcReceiver, HttpReceiver, Receiver
 from natsmesh.client import CallContext
-from natsmesh.cluster import reserved_ports
 from natsmesh.config import Settings
+from natsmesh.ops.cluster import reserved_ports
 from natsmesh.session import connect
 from natsmesh.tracing.collector import Collector, OtlpSender
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id

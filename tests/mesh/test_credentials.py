@@ -16,7 +16,7 @@ import nkeys
 import pytest
 
 from natsmesh.config import Settings
-from natsmesh.server import start_server
+from natsmesh.ops.server import start_server
 from natsmesh.session import connect
 from tests.cli.test_cli import natsmesh_bin
 

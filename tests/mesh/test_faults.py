@@ -16,8 +16,8 @@ import pytest
 from natsmesh.config import Settings
 from natsmesh.errors import MeshError, Unavailable
 from natsmesh.loader import load_file
+from natsmesh.ops.server import start_server
 from natsmesh.runtime import Runtime
-from natsmesh.server import start_server
 from natsmesh.session import connect
 from tests.conftest import agent_file, mesh_settings
 from tests.helpers import TEST_AGENTS

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from natsmesh.loader import load_file
+from natsmesh.ops.server import RunningServer
 from natsmesh.runtime import Runtime
-from natsmesh.server import RunningServer
 from tests.conftest import mesh_settings
 from tests.helpers import TEST_AGENTS
 

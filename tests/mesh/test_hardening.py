@@ -14,8 +14,7 @@ import pytest
 
 from natsmesh import wire
 from natsmesh.config import Settings
-from natsmesh.connection import MeshConnection, dropped_messages
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import MeshConnection, connect_nats, dropped_messages
 from natsmesh.loader import load_file
 from natsmesh.records import MAX_RECORD_BYTES
 from natsmesh.registry import Registration, RegistryView, open_bucket
@@ -159,13 +158,13 @@ async def test_an_oversized_agent_refuses_to_start(settings: Settings) -> None:
     await nc.close()
 
 
-async def test_an_outage_does_not_empty_the_view(tmp_path) -> None:
+async def test_an_outage_does_not_empty_the_view(tmp_path, reserved_port: int) -> None:
     """No heartbeat can arrive while NATS is down: the view keeps its entries meanwhile."""
-    from natsmesh.server import start_server
+    from natsmesh.ops.server import start_server
     from tests.conftest import mesh_settings
 
-    server = start_server(tmp_path / "nats")
-    port = int(server.url.rsplit(":", 1)[1])
+    port = reserved_port  # reserved while the server is down, so it can come back on it
+    server = start_server(tmp_path / "nats", port=port)
     settings = mesh_settings(server.url, registry_ttl=2.0)
     writer = await connect_nats(settings, "writer")
     kv = await open_bucket(writer.jetstream(), settings)

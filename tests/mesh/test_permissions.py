@@ -20,9 +20,9 @@ import natsmesh as mesh
 from natsmesh import wire
 from natsmesh.config import Settings
 from natsmesh.loader import load_file
-from natsmesh.permissions import password_var
+from natsmesh.ops.permissions import password_var
+from natsmesh.ops.server import RunningServer, start_server
 from natsmesh.runtime import Runtime
-from natsmesh.server import RunningServer, start_server
 from natsmesh.session import connect
 from natsmesh.tracing.collector import Collector
 from natsmesh.wire import AgentRecord, ToolRecord

@@ -12,13 +12,13 @@ import pytest
 
 from natsmesh import wire
 from natsmesh.config import Settings
-from natsmesh.connection import connect as connect_nats
+from natsmesh.connection import connect_nats
 from natsmesh.genai.provider import scrub
 from natsmesh.loader import load_file
-from natsmesh.permissions import password_var, server_config
+from natsmesh.ops.permissions import password_var, server_config
+from natsmesh.ops.server import RunningServer, start_server
 from natsmesh.registry import open_bucket
 from natsmesh.runtime import Runtime
-from natsmesh.server import RunningServer, start_server
 from natsmesh.session import connect
 from natsmesh.tracing.export import ensure_stream
 from tests.conftest import AGENTS, agent_file

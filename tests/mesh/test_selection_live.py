@@ -9,7 +9,7 @@ import pytest
 
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider
-from natsmesh.server import RunningServer
+from natsmesh.ops.server import RunningServer
 from natsmesh.session import connect
 from tests.conftest import mesh_settings
 from tests.helpers import TEST_AGENTS, provider

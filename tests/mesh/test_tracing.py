@@ -12,7 +12,7 @@ from natsmesh.client import CallContext
 from natsmesh.config import Settings
 from natsmesh.errors import ToolError
 from natsmesh.loader import load_file
-from natsmesh.overview import status
+from natsmesh.ops.overview import status
 from natsmesh.session import connect
 from natsmesh.tracing import tree
 from natsmesh.tracing.context import (

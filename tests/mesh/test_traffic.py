@@ -8,7 +8,7 @@ from typing import Any
 
 from natsmesh import subjects, wire
 from natsmesh.config import Settings
-from natsmesh.overview import status
+from natsmesh.ops.overview import status
 from natsmesh.session import connect
 from tests.helpers import eventually
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh.cluster import reserved_ports
-from natsmesh.server import start_server
+from natsmesh.ops.cluster import reserved_ports
+from natsmesh.ops.server import start_server
 
 
 def test_a_reserved_port_is_never_handed_out_and_refuses_connections() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from natsmesh.config import Settings
-from natsmesh.connection import connect
+from natsmesh.connection import connect_nats
 from natsmesh.errors import Unavailable
 from natsmesh.registry import harden_bucket, open_bucket
 
@@ -17,7 +17,7 @@ async def setup(settings: Settings) -> list[str]:
     """
     from natsmesh.tracing.export import ensure_stream
 
-    nc = await connect(settings, "natsmesh setup", reconnect=False)
+    nc = await connect_nats(settings, "natsmesh setup", reconnect=False)
     done = []
     try:
         js = nc.jetstream()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from natsmesh.server import (
+from natsmesh.ops.server import (
     PING_INTERVAL,
     PING_MAX,
     RunningServer,

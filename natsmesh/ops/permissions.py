@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from natsmesh import subjects
 from natsmesh.config import Settings
 from natsmesh.loader import LoadedAgent
-from natsmesh.server import PING_INTERVAL, PING_MAX
+from natsmesh.ops.server import PING_INTERVAL, PING_MAX
 
 JS_API = "$JS.API"
 #: users that connect with the default inbox prefix; every other user uses ``_INBOX_<user>``

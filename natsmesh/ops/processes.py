@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from natsmesh.config import Settings
-from natsmesh.server import ServerError, healthy, pid_alive, start_server, stop_pid
+from natsmesh.ops.server import ServerError, healthy, pid_alive, start_server, stop_pid
 
 SERVER_PID_FILE = "nats-server.json"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
