@@ -132,16 +132,20 @@ class Dispatcher:
             self._inject(arguments, CallContext(deadline=deadline, otel_context=otel_context))
             responder.begin(self.spec.signature.is_stream, remaining)
             try:
-                async with asyncio.timeout(remaining):
-                    if otel_context is None or self.tracing is None:
+                if otel_context is None or self.tracing is None:
+                    result = await self._run(arguments, responder, span)
+                else:
+                    token = self.tracing.attach(otel_context)
+                    try:
                         result = await self._run(arguments, responder, span)
-                    else:
-                        token = self.tracing.attach(otel_context)
-                        try:
-                            result = await self._run(arguments, responder, span)
-                        finally:
-                            self.tracing.detach(token)
-            except TimeoutError:
+                    finally:
+                        self.tracing.detach(token)
+            except asyncio.CancelledError:
+                if not responder.timed_out:  # the caller cancelled, or went away
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
                 raise ToolTimeout(
                     f"{self.spec.name} did not finish before the caller's deadline; it was cancelled"
                 ) from None

@@ -23,6 +23,7 @@ class Responder:
 
     __slots__ = (
         "_credit",
+        "_deadline_at",
         "_deadline_s",
         "_instance",
         "_max_payload",
@@ -34,6 +35,7 @@ class Responder:
         "chunks",
         "protocol2",
         "reply",
+        "timed_out",
         "wants_chunks",
     )
 
@@ -58,23 +60,40 @@ class Responder:
         self._probe: asyncio.Task[None] | None = None
         self._credit: Inbox | None = None
         self._deadline_s = 0.0
+        self._deadline_at = 0.0
+        #: the call's deadline passed and its task was cancelled for it
+        self.timed_out = False
         #: chunks sent so far, and their body bytes
         self.chunks = 0
         self.chunk_bytes = 0
 
     def begin(self, streaming: bool, remaining: float) -> None:
-        """The call starts: accept it now (streams) or after the accept delay."""
-        if not self.protocol2:
-            return
-        self._deadline_s = remaining
+        """The call starts: accept it now (streams) or after the accept delay, and cancel
+        it at its deadline (:attr:`timed_out` then says why). One timer serves both."""
         loop = asyncio.get_running_loop()
-        if streaming:
+        now = loop.time()
+        self._deadline_s = remaining
+        self._deadline_at = now + remaining
+        when = self._deadline_at
+        if self.protocol2:
+            if streaming:
+                self._accept()
+            elif remaining > protocol.ACCEPT_DELAY:
+                when = now + protocol.ACCEPT_DELAY
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.protocol2 and self._probe is None and loop.time() < self._deadline_at:
             self._accept()
-        else:
-            self._timer = loop.call_later(protocol.ACCEPT_DELAY, self._accept)
+            self._timer = loop.call_at(self._deadline_at, self._fire)
+            return
+        self._timer = None
+        self.timed_out = True
+        if self._task is not None:
+            self._task.cancel()
 
     def _accept(self) -> None:
-        self._timer = None
         loop = asyncio.get_running_loop()
         self._probe = loop.create_task(self._accept_and_probe())
 

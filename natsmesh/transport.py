@@ -66,17 +66,25 @@ class Inbox:
     async def get(self, timeout: float) -> Message | Signal:
         """The next message; raises ``TimeoutError`` after ``timeout`` seconds."""
         if not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            # a timer on the future (cheaper than asyncio.timeout, which cancels the task)
+            expiry = loop.call_later(max(timeout, 0), _expire, waiter)
             try:
-                async with asyncio.timeout(max(timeout, 0)):
-                    await self._waiter
+                await waiter
             finally:
+                expiry.cancel()
                 self._waiter = None
         return self._items.popleft()
 
     def close(self) -> None:
         """Stop receiving: later messages for this call are dropped (probes answered ``gone``)."""
         self._closer(self.subject)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Transport(Protocol):
