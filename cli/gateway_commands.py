@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import subprocess
 import sys
@@ -128,35 +128,32 @@ def _pump(proc: subprocess.Popen[bytes]) -> None:
         sys.stdout.flush()
 
 
+class _Started:
+    """A detached process we started (not our child to wait on any more)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def alive(self) -> bool:
+        try:
+            waited, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return waited == 0
+
+
 def start_detached(settings: Any, timeout: float = 20) -> None:
     """Start the gateway in the background for ``natsmesh start -d --gateway``: its output
     goes to the ``gateway`` log and a pid file lets ``natsmesh stop`` stop it. Waits until
     it serves (its log says where) and prints the address."""
-    from natsmesh.ops.processes import log_file, pids_dir, process_identity, worker_env
+    from natsmesh.ops.processes import log_file, spawn_process
 
     log = log_file(settings, GATEWAY)
-    with open(log, "ab") as out:
-        offset = out.tell()
-        proc = subprocess.Popen(
-            _COMMAND,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=worker_env(settings),
-            start_new_session=True,
-        )
-    pid_file = pids_dir(settings) / f"{GATEWAY}.{proc.pid}.json"
-    identity = process_identity(proc.pid)
-    record = {
-        "pid": proc.pid,
-        "agent": GATEWAY,
-        "file": "",
-        "command": " ".join(_COMMAND[1:]),  # how `natsmesh stop` knows the pid is still ours
-        "started": identity[0] if identity else None,
-    }
-    pid_file.write_text(json.dumps(record))
+    offset = log.stat().st_size if log.exists() else 0
+    started = spawn_process(settings, _COMMAND, GATEWAY)
+    proc = _Started(started.pid)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.alive():
         with open(log, "rb") as f:
             f.seek(offset)
             served = re.search(rb"^gateway: (http://\S+)", f.read(), re.MULTILINE)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from natsmesh.config import Settings
@@ -196,25 +197,36 @@ def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[
 
 def spawn_detached(settings: Settings, path: Path, agent: str) -> AgentProcess:
     """Start a worker in its own session, its output appended to the agent's log file."""
-    with open(log_file(settings, agent), "ab") as out:
+    return spawn_process(settings, worker_command(path), agent, str(path.resolve()))
+
+
+def spawn_process(
+    settings: Settings, command: list[str], name: str, file: str = ""
+) -> AgentProcess:
+    """Start ``command`` in its own session as ``name``: output appended to its log file,
+    a pid file (with its start time, and the command when it runs no agent file) so that
+    ``natsmesh stop`` can stop it, and only it."""
+    with open(log_file(settings, name), "ab") as out:
         proc = subprocess.Popen(
-            worker_command(path),
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=worker_env(settings),
             start_new_session=True,
         )
-    pid_file = pids_dir(settings) / f"{agent}.{proc.pid}.json"
+    pid_file = pids_dir(settings) / f"{name}.{proc.pid}.json"
     identity = process_identity(proc.pid)
-    record = {
+    record: dict[str, Any] = {
         "pid": proc.pid,
-        "agent": agent,
-        "file": str(path.resolve()),
+        "agent": name,
+        "file": file,
         "started": identity[0] if identity else None,
     }
+    if not file:
+        record["command"] = " ".join(command[1:])  # how `stop` knows the pid is still ours
     pid_file.write_text(json.dumps(record))
-    return AgentProcess(proc.pid, agent, str(path), pid_file)
+    return AgentProcess(proc.pid, name, file, pid_file)
 
 
 def detached_agents(settings: Settings, agent: str | None = None) -> list[AgentProcess]:
