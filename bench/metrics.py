@@ -47,8 +47,8 @@ def span_payloads(calls: int = 5_000) -> list[bytes]:
         server.attrs["messaging.message.body.size"] = 24
         server.attrs["mesh.reply.body.size"] = 64
         if i % 10 == 0:
-            Tracing.fail(server, "tool_error", "ValueError: boom")
-            Tracing.fail(client, "tool_error", "ValueError: boom")
+            server.fail("tool_error", "ValueError: boom")
+            client.fail("tool_error", "ValueError: boom")
         server.end()
         client.reply(64)
         client.end()

@@ -280,7 +280,7 @@ class Runtime:
         self, msg: Msg, outcome: Outcome, tool: str, elapsed_ns: int, responder: Responder | None
     ) -> None:
         out = len(outcome.body) + (responder.chunk_bytes if responder is not None else 0)
-        caller = (msg.headers or {}).get(H.CALLER, "") if msg.headers else ""
+        caller = msg.headers.get(H.CALLER, "") if msg.headers else ""
         self.stats.count(
             tool, elapsed_ns, outcome.error_type, len(msg.data), out, caller.split("/", 1)[0]
         )
@@ -352,6 +352,8 @@ class Runtime:
             await self.tracing.stop()
         if self.view is not None:
             await self.view.stop()
+        if self.client is not None:
+            await self.client.watchdog.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.drain(), 5)
         if not nc.is_closed:

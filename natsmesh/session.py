@@ -55,6 +55,7 @@ async def connect(
             yield client
         finally:
             await settle()  # cancels sent after a cancellation reach their workers first
+            await client.watchdog.stop()
             if spans is not None:
                 await spans.stop()
             await view.stop()

@@ -150,10 +150,3 @@ class CallStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def collect(self) -> Any:
-        """Read to the end and return the final result."""
-        async with self:
-            async for _ in self:
-                pass
-        return self.result

@@ -7,8 +7,9 @@ mux, an inbox takes any number of messages (accepted, chunks, probes, the final
 reply). Probes are answered here at once: ``alive`` while the call is waited for,
 ``gone`` when nobody waits for it any more.
 
-Everything below raises our errors: :func:`nats_errors` is the one place that turns
-nats-py's exceptions into :class:`~natsmesh.MeshError` subclasses (``raise ... from``).
+Everything below raises our errors: nats-py's exceptions become
+:class:`~natsmesh.MeshError` subclasses by one table (:func:`~natsmesh.errors.translate_nats_error`,
+applied by :func:`nats_errors`, ``raise ... from``).
 """
 
 from __future__ import annotations
@@ -162,14 +163,16 @@ class NatsTransport:
         import nats.errors
 
         try:
-            with nats_errors(f"request to {subject}"):
-                return await self.nc.request(subject, body, timeout=timeout, headers=headers)  # type: ignore[no-any-return]
+            return await self.nc.request(subject, body, timeout=timeout, headers=headers)  # type: ignore[no-any-return]
         except nats.errors.NoRespondersError:
             raise NoResponders(subject) from None
-        except MeshError as exc:
-            if isinstance(exc.__cause__, nats.errors.TimeoutError):
-                raise TimeoutError(subject) from None
-            raise
+        except nats.errors.TimeoutError:
+            raise TimeoutError(subject) from None
+        except Exception as exc:
+            error = translate_nats_error(exc, f"request to {subject}")
+            if error is None:
+                raise
+            raise error from exc
 
     async def inbox(self) -> Inbox:
         """A new inbox; the mux subscription is made on first use."""

@@ -99,13 +99,11 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-class CallResponse:
-    """``await call()`` → 200 with the result as JSON, or the mesh error with its status."""
+class _CallAnswer:
+    """An ASGI response that runs a mesh call until the client disconnects, then reports
+    its outcome (status, error) to ``finish`` (the gateway's span)."""
 
-    def __init__(
-        self, call: Callable[[], Awaitable[Any]], headers: list[tuple[bytes, bytes]], finish: Finish
-    ) -> None:
-        self._call = call
+    def __init__(self, headers: list[tuple[bytes, bytes]], finish: Finish) -> None:
         self._headers = headers
         self._finish = finish
         self._outcome: tuple[int, MeshError | None] = (CLIENT_GONE, None)
@@ -115,6 +113,19 @@ class CallResponse:
             await until_disconnect(receive, self._run(send))
         finally:
             self._finish(*self._outcome)
+
+    async def _run(self, send: Send) -> None:
+        raise NotImplementedError
+
+
+class CallResponse(_CallAnswer):
+    """``await call()`` → 200 with the result as JSON, or the mesh error with its status."""
+
+    def __init__(
+        self, call: Callable[[], Awaitable[Any]], headers: list[tuple[bytes, bytes]], finish: Finish
+    ) -> None:
+        super().__init__(headers, finish)
+        self._call = call
 
     async def _run(self, send: Send) -> None:
         try:
@@ -128,7 +139,7 @@ class CallResponse:
         await send_json(send, 200, body, self._headers)
 
 
-class EventStreamResponse:
+class EventStreamResponse(_CallAnswer):
     """Streams a call as Server-Sent Events (see the module docstring for the format).
 
     ``open()`` returns the call's stream (``client.stream(...)``); it is entered, read and
@@ -145,17 +156,9 @@ class EventStreamResponse:
         finish: Finish,
         keepalive: float = KEEPALIVE,
     ) -> None:
+        super().__init__(headers, finish)
         self._open = open
-        self._headers = headers
-        self._finish = finish
         self._keepalive = keepalive
-        self._outcome: tuple[int, MeshError | None] = (CLIENT_GONE, None)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await until_disconnect(receive, self._run(send))
-        finally:
-            self._finish(*self._outcome)
 
     async def _run(self, send: Send) -> None:
         started = False

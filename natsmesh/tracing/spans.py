@@ -387,9 +387,3 @@ class Tracing:
         otel_token, active_token = token
         _active.reset(active_token)
         otel_context.detach(otel_token)
-
-    @staticmethod
-    def fail(span: Span, error_type: str, message: str) -> None:
-        """Mark a span failed, with the error type of the envelope."""
-        span.set_attribute("error.type", error_type)
-        span.set_status(Status(StatusCode.ERROR, message[:500]))
