@@ -122,12 +122,15 @@ async def feed_absorption(settings: Settings, count: int = 50_000) -> float:
         js = nc.jetstream()
         await ensure_stream(js, settings)
         payloads = span_payloads(count // 2)
-        for i, data in enumerate(payloads):
+        spans = [wire.decode_span(p) for p in payloads]
+        # as a busy exporter sends them: 50 spans to a message
+        batches = [wire.encode_spans(spans[i : i + 50]) for i in range(0, len(spans), 50)]
+        for i, data in enumerate(batches):
             await nc.publish(subjects.spans_subject("0" * 32, settings.prefix), data)
-            if i % 5000 == 0:
+            if i % 100 == 0:
                 await nc.flush()
         await nc.flush()
-        while (await js.stream_info(settings.spans_stream)).state.messages < len(payloads):  # noqa: ASYNC110
+        while (await js.stream_info(settings.spans_stream)).state.messages < len(batches):  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the server acks nothing here: poll the stream's count
         metrics, traces = MeshMetrics(), TraceIndex()
         feed = SpanFeed(nc, settings, [metrics.absorb, traces.add], history=3600)

@@ -191,7 +191,7 @@ class Bench:
         js = nc.jetstream()
         for c in (1, 16, 64):
             if c == 64:
-                spans_before = await _messages(js, settings.spans_stream)
+                spans_before = await _spans_published(nc, traced)
             # nats-py's own cost: a raw echo with a traced mesh call's headers (CPU table)
             measure = calls | {"raw+headers": headed} if c == 64 else calls
             windows: dict[str, list[Window]] = {k: [] for k in measure}
@@ -220,7 +220,8 @@ class Bench:
                 self.t.figure("throughput64_ratio_untraced", rates["mesh"][0] / r)
                 self.t.figure("throughput64_calls_s", rates["mesh+trace"][0])
                 self.cpu_table(windows, {k: v[0] for k, v in rates.items()})
-                spans = await _settled(js, settings.spans_stream) - spans_before
+                await _settled(js, settings.spans_stream)
+                spans = await _spans_published(nc, traced) - spans_before
                 per_call = spans / sum(w.calls for w in windows["mesh+trace"])
                 self.spans64 = rates["mesh+trace"][0] * per_call
                 self.t.add(
@@ -441,6 +442,21 @@ class Bench:
 
 async def _messages(js: Any, stream: str) -> int:
     return int((await js.stream_info(stream)).state.messages)
+
+
+async def _spans_published(nc: Any, client: MeshClient) -> int:
+    """Spans the exporters made so far (published or dropped): the bench's own, and every
+    agent's from ``$SRV.STATS``."""
+    from natsmesh.tracing.metrics_feed import gather_stats
+
+    counted = 0
+    processor = client.tracing.processor if client.tracing is not None else None
+    if processor is not None:
+        counted += processor.published + processor.dropped
+    for stats in await gather_stats(nc, timeout=0.5):
+        figures = stats.get("metadata") or {}
+        counted += int(figures.get("spans_published", 0)) + int(figures.get("spans_dropped", 0))
+    return counted
 
 
 async def _settled(js: Any, stream: str, patience: float = 5.0) -> int:

@@ -44,7 +44,13 @@ def cancel_subject(instance_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 
 def spans_subject(trace_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """Where the finished spans of one trace are published."""
+    """Where the finished spans of ``trace_id`` are published: one of 16 shard subjects,
+    ``<prefix>.spans.<the trace ID's first hex digit>``, each message a batch of spans."""
+    return f"{prefix}.spans.{trace_id[:1].lower() or '0'}"
+
+
+def trace_spans_subject(trace_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Where publishers before span batches put each span of ``trace_id`` (still read)."""
     return f"{prefix}.spans.{trace_id}"
 
 

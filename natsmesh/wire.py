@@ -66,7 +66,7 @@ class SpanEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class SpanMessage(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One finished span, as published on ``mesh.spans.<trace_id>`` (msgpack)."""
+    """One finished span (msgpack); a span message carries one or a batch of them."""
 
     trace_id: str
     span_id: str
@@ -98,6 +98,8 @@ _json_decoder = msgspec.json.Decoder()
 _record_decoder = msgspec.json.Decoder(AgentRecord)
 _span_encoder = msgspec.msgpack.Encoder()
 _span_decoder = msgspec.msgpack.Decoder(SpanMessage)
+_batch_decoder = msgspec.msgpack.Decoder(list[SpanMessage])
+_raw_batch_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
 def encode_json(value: Any) -> bytes:
@@ -136,8 +138,40 @@ def encode_span(span: SpanMessage) -> bytes:
 
 
 def decode_span(data: bytes) -> SpanMessage:
-    """Decode a span message."""
+    """Decode one span (a msgpack map)."""
     return _span_decoder.decode(data)
+
+
+def encode_spans(spans: list[SpanMessage]) -> bytes:
+    """Encode a batch of spans: one span message (a msgpack array of span maps)."""
+    return _span_encoder.encode(spans)
+
+
+def decode_spans(data: bytes) -> tuple[list[SpanMessage], int]:
+    """The spans of one span message (a batch, or a single span map as older publishers
+    send) and how many of its spans were malformed and skipped; raises
+    ``msgspec.DecodeError`` when the message is not a span message at all."""
+    first = data[0] if data else 0
+    if first & 0xF0 == 0x80 or first in (0xDE, 0xDF):  # a map: one span
+        try:
+            return [_span_decoder.decode(data)], 0
+        except msgspec.ValidationError:
+            return [], 1
+    try:
+        return _batch_decoder.decode(data), 0
+    except msgspec.ValidationError:
+        pass
+    try:
+        raws = _raw_batch_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise msgspec.DecodeError(f"not a span message: {exc}") from exc
+    spans, bad = [], 0
+    for raw in raws:
+        try:
+            spans.append(_span_decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            bad += 1
+    return spans, bad
 
 
 def to_builtins(value: Any) -> Any:

@@ -50,3 +50,41 @@ async def eventually(predicate: Any, timeout: float, what: str = "condition") ->
         if loop.time() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class SpanTap:
+    """The spans of one trace as they are published (core NATS, the trace's shard subject):
+    ``tap = await SpanTap.open(nc, prefix, trace_id)``, then ``await tap.next(timeout)``."""
+
+    def __init__(self, sub: Any, trace_id: str) -> None:
+        self._sub = sub
+        self._trace_id = trace_id
+        self._ready: list[Any] = []
+
+    @classmethod
+    async def open(cls, nc: Any, prefix: str, trace_id: str) -> SpanTap:
+        from natsmesh import subjects
+
+        sub = await nc.subscribe(subjects.spans_subject(trace_id, prefix))
+        await nc.flush()
+        return cls(sub, trace_id)
+
+    async def next(self, timeout: float = 5.0) -> Any:
+        """The next span of the trace; ``TimeoutError`` when none comes in time."""
+        import asyncio
+
+        from natsmesh import wire
+
+        async with asyncio.timeout(timeout):
+            while not self._ready:
+                msg = await self._sub.next_msg(timeout=None)
+                spans, _ = wire.decode_spans(msg.data)
+                self._ready.extend(s for s in spans if s.trace_id == self._trace_id)
+        return self._ready.pop(0)
+
+    async def take(self, count: int, timeout: float = 5.0) -> list[Any]:
+        """The next ``count`` spans of the trace."""
+        return [await self.next(timeout) for _ in range(count)]
+
+    async def close(self) -> None:
+        await self._sub.unsubscribe()

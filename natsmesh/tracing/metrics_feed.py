@@ -48,8 +48,10 @@ class SpanFeed:
         self.settings = settings
         self.sinks = sinks
         self.history = history
+        #: spans handed to the sinks, and malformed spans or messages skipped
         self.received = 0
         self.malformed = 0
+        self._messages = 0
         #: set once the spans that were already in the stream have been read
         self.caught_up = asyncio.Event()
         self._backlog = sys.maxsize  # known once the consumer exists
@@ -78,26 +80,28 @@ class SpanFeed:
             pending_msgs_limit=500_000,
             pending_bytes_limit=256 * 1024 * 1024,
         )
-        try:  # what was in the stream: the spans read meanwhile plus those still pending
-            self._backlog = self.received + (await self._sub.consumer_info()).num_pending
+        try:  # what was in the stream: the messages read meanwhile plus those still pending
+            self._backlog = self._messages + (await self._sub.consumer_info()).num_pending
         except Exception:
             self._backlog = 0
-        if self.received >= self._backlog:
+        if self._messages >= self._backlog:
             self.caught_up.set()
 
     async def _on_msg(self, msg: Msg) -> None:
+        self._messages += 1
         try:
-            span = wire.decode_span(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self.malformed += 1
-            return
-        self.received += 1
-        for sink in self.sinks:
-            try:
-                sink(span)
-            except Exception:  # a broken sink must not stop the feed
-                log.exception("a span sink failed")
-        if self.received >= self._backlog and not self.caught_up.is_set():
+            spans, bad = wire.decode_spans(msg.data)
+        except msgspec.DecodeError:
+            spans, bad = [], 1
+        self.malformed += bad
+        for span in spans:
+            self.received += 1
+            for sink in self.sinks:
+                try:
+                    sink(span)
+                except Exception:  # a broken sink must not stop the feed
+                    log.exception("a span sink failed")
+        if self._messages >= self._backlog and not self.caught_up.is_set():
             self.caught_up.set()
         self._changes.notify()
 

@@ -9,24 +9,112 @@ import urllib.request
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.js.api import DeliverPolicy
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from natsmesh import subjects
 from natsmesh.config import Settings
 from natsmesh.tracing.export import decode_spans
 from natsmesh.wire import SpanMessage
 
+#: stream sequences read in the first (newest) window of a trace lookup; each older one is 4x
+FIRST_WINDOW = 4096
+#: how far before a trace's earliest span start a lookup still reads (clock skew between hosts)
+CLOCK_MARGIN_NS = 5_000_000_000
+
 
 async def read_trace(
     nc: NATS, settings: Settings, trace_id: str, timeout: float = 3.0
 ) -> list[SpanMessage]:
-    """Every span of ``trace_id`` now in the stream (an ordered, ephemeral consumer)."""
+    """Every span of ``trace_id`` now in the stream.
+
+    Spans travel in batches on the trace's shard subject, so the lookup reads that shard
+    backwards from the newest message in growing windows, keeping the spans of this trace,
+    and stops once it has read back past the earliest start of the spans found (a span is
+    stored after it started, and no span of a trace starts before its root). Spans that
+    older publishers sent on ``<prefix>.spans.<trace_id>`` are read too.
+    """
     js = nc.jetstream()
-    subject = subjects.spans_subject(trace_id, settings.prefix)
-    info = await js.stream_info(settings.spans_stream, subjects_filter=subject)
-    expected = sum((info.state.subjects or {}).values())
-    if expected == 0:
-        return []
+    legacy = subjects.trace_spans_subject(trace_id, settings.prefix)
+    info = await js.stream_info(settings.spans_stream, subjects_filter=legacy)
+    shard = subjects.spans_subject(trace_id, settings.prefix)
+    lookup = _Lookup(js, settings.spans_stream, shard, trace_id)
+    found: list[SpanMessage] = []
+    try:
+        async with asyncio.timeout(timeout):
+            if info.state.subjects:
+                found = await _read_legacy(js, settings, legacy)
+            hi, window = await _last_seq(js, settings.spans_stream, shard), FIRST_WINDOW
+            while hi >= max(info.state.first_seq, 1):
+                lo = max(info.state.first_seq, hi - window + 1)
+                oldest = await lookup.scan(lo, hi)
+                if (
+                    lookup.spans
+                    and oldest is not None
+                    and oldest < lookup.earliest - CLOCK_MARGIN_NS
+                ):
+                    break
+                hi, window = lo - 1, window * 4
+    except TimeoutError:
+        pass  # what was found in time
+    return found + lookup.spans
+
+
+class _Lookup:
+    """The spans of one trace found so far in its shard of the span stream."""
+
+    def __init__(self, js: JetStreamContext, stream: str, shard: str, trace_id: str) -> None:
+        self.js, self.stream, self.shard, self.trace_id = js, stream, shard, trace_id
+        self._needle = trace_id.encode()
+        self.spans: list[SpanMessage] = []
+        self.earliest = 0  # the earliest start of the spans found (Unix ns)
+
+    async def scan(self, lo: int, hi: int) -> int | None:
+        """Read the shard's messages with stream sequences ``lo``..``hi`` (the shard must have
+        one at ``lo`` or later); the store time (Unix ns) of the first one read, ``None`` when
+        the range has none."""
+        sub = await self.js.subscribe(
+            self.shard,
+            stream=self.stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=lo),
+        )
+        oldest: int | None = None
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=None)
+                meta = msg.metadata
+                if meta.sequence.stream > hi:
+                    break
+                if oldest is None:
+                    oldest = int(meta.timestamp.timestamp() * 1e9)
+                if self._needle in msg.data:
+                    self._keep(msg.data)
+                if meta.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return oldest
+
+    def _keep(self, data: bytes) -> None:
+        for span in decode_spans([data]):
+            if span.trace_id == self.trace_id:
+                self.spans.append(span)
+                if not self.earliest or span.start < self.earliest:
+                    self.earliest = span.start
+
+
+async def _last_seq(js: JetStreamContext, stream: str, subject: str) -> int:
+    """The stream sequence of the last message on ``subject``; 0 when there is none."""
+    try:
+        return (await js.get_last_msg(stream, subject)).seq or 0
+    except NotFoundError:
+        return 0
+
+
+async def _read_legacy(js: JetStreamContext, settings: Settings, subject: str) -> list[SpanMessage]:
+    """The spans an older publisher sent on the trace's own subject."""
     sub = await js.subscribe(
         subject,
         stream=settings.spans_stream,
@@ -35,12 +123,11 @@ async def read_trace(
     )
     payloads: list[bytes] = []
     try:
-        async with asyncio.timeout(timeout):
-            while len(payloads) < expected:
-                msg = await sub.next_msg(timeout=timeout)
-                payloads.append(msg.data)
-    except TimeoutError:
-        pass
+        while True:
+            msg = await sub.next_msg(timeout=None)
+            payloads.append(msg.data)
+            if msg.metadata.num_pending == 0:
+                break
     finally:
         await sub.unsubscribe()
     return decode_spans(payloads)

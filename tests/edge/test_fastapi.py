@@ -12,11 +12,10 @@ import pytest
 from fastapi import FastAPI
 
 import natsmesh as mesh
-from natsmesh import subjects, wire
 from natsmesh.config import Settings
 from natsmesh.loader import load_file
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
-from tests.helpers import TEST_AGENTS
+from tests.helpers import TEST_AGENTS, SpanTap
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
 TRIP = {"destination": "Kyoto", "dates": "June 1-5, 2026", "budget": "$2000"}
@@ -68,7 +67,7 @@ async def test_example_app_plans_a_trip_in_the_requests_trace(
 ) -> None:
     http, client = planner_app
     trace_id, root = new_trace_id(), new_span_id()
-    sub = await client.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(client.nc, settings.prefix, trace_id)
     response = await http.post(
         "/plan", json=TRIP, headers={"traceparent": format_traceparent(trace_id, root)}
     )
@@ -78,10 +77,10 @@ async def test_example_app_plans_a_trip_in_the_requests_trace(
     assert body["plan"].startswith("[offline model]") and "Kyoto" in body["plan"]
     spans = {}
     while not any(s.name == "plan_trip" for s in spans.values()):
-        span = wire.decode_span((await sub.next_msg(timeout=10)).data)
+        span = await sub.next(10)
         spans[span.span_id] = span
     while not any(s.service == "trip-web" for s in spans.values()):
-        span = wire.decode_span((await sub.next_msg(timeout=10)).data)
+        span = await sub.next(10)
         spans[span.span_id] = span
     call = next(s for s in spans.values() if s.service == "trip-web")
     plan = next(s for s in spans.values() if s.name == "plan_trip")

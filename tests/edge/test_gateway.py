@@ -13,7 +13,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from natsmesh import subjects, wire
+from natsmesh import wire
 from natsmesh.client import MeshClient
 from natsmesh.config import Settings
 from natsmesh.edge import openapi
@@ -29,7 +29,7 @@ from natsmesh.tracing import tree
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
 from natsmesh.tracing.context import parse_traceparent as parse_tp
 from natsmesh.tracing.store import read_trace
-from tests.helpers import TEST_AGENTS
+from tests.helpers import TEST_AGENTS, SpanTap
 
 STREAM_AGENT = TEST_AGENTS / "stream_agent.py"
 SSE = {"accept": "text/event-stream"}
@@ -460,7 +460,7 @@ async def test_disconnect_ends_the_gateway_span_as_cancelled(
     gw: Gateway, agent_module: ModuleType, settings: Settings
 ) -> None:
     trace_id = new_trace_id()
-    sub = await gw.client.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(gw.client.nc, settings.prefix, trace_id)
     key = f"gone-{new_span_id()}"
     headers = {"traceparent": format_traceparent(trace_id, new_span_id())}
     request = asyncio.create_task(gw.http.post("/tools/wait", json={"key": key}, headers=headers))
@@ -469,7 +469,7 @@ async def test_disconnect_ends_the_gateway_span_as_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await request
     while True:
-        span = wire.decode_span((await sub.next_msg(timeout=5)).data)
+        span = await sub.next()
         if span.kind == SERVER and span.service == "gateway":
             break
     assert span.attrs["http.response.status_code"] == 499
@@ -483,15 +483,15 @@ async def test_a_gateway_call_is_one_tree_continuing_the_clients_trace(
     gw: Gateway, settings: Settings
 ) -> None:
     trace_id, root = new_trace_id(), new_span_id()
-    sub = await gw.client.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(gw.client.nc, settings.prefix, trace_id)
     headers = {"traceparent": format_traceparent(trace_id, root), "tracestate": "k=v"}
     response = await gw.http.post("/tools/add", json={"a": 1}, headers=headers)
     assert response.status_code == 200
     assert response.headers["x-trace-id"] == trace_id
     returned = parse_tp(response.headers["traceparent"])
     assert returned is not None and returned.trace_id == trace_id and returned.span_id != root
-    spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(3)]
-    await sub.unsubscribe()
+    spans = await sub.take(3)
+    await sub.close()
     by_kind = {(s.kind, s.service): s for s in spans}
     http = by_kind[(SERVER, "gateway")]
     call = by_kind[(CLIENT, "gateway")]
@@ -514,10 +514,10 @@ async def test_without_a_traceparent_the_gateway_starts_a_trace(
     response = await gw.http.post("/tools/add", json={"a": -1})
     assert response.status_code == 502
     trace_id = response.headers["x-trace-id"]
-    sub = await gw.client.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(gw.client.nc, settings.prefix, trace_id)
     found = {s.span_id: s for s in await read_trace(gw.client.nc, settings, trace_id)}
     while len(found) < 3:  # the rest may still be on the way
-        span = wire.decode_span((await sub.next_msg(timeout=5)).data)
+        span = await sub.next()
         found[span.span_id] = span
     spans = list(found.values())
     http = next(s for s in spans if s.service == "gateway" and s.kind == SERVER)

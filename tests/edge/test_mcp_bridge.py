@@ -20,7 +20,6 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 import natsmesh as mesh
-from natsmesh import subjects, wire
 from natsmesh.client import CallContext
 from natsmesh.config import Settings
 from natsmesh.edge.mcp_bridge import McpAgent, capability_for, mcp_server
@@ -30,7 +29,7 @@ from natsmesh.session import connect
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
 from tests.agents import llm_agents
 from tests.conftest import env_for
-from tests.helpers import TEST_AGENTS, loaded
+from tests.helpers import TEST_AGENTS, SpanTap, loaded
 
 CALC_SERVER = TEST_AGENTS / "calc_mcp_server.py"
 CALC_AGENT = TEST_AGENTS / "calc_mcp_agent.py"
@@ -140,7 +139,7 @@ async def test_llm_tool_loop_calls_the_wrapped_tool_and_the_trace_shows_it(
     trace_id, root = new_trace_id(), new_span_id()
     async with connect(settings) as client:
         await client.view.wait_for(lambda v: len(v.records) == 3, WAIT)
-        sub = await client.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        sub = await SpanTap.open(client.nc, settings.prefix, trace_id)
         context = CallContext(traceparent=format_traceparent(trace_id, root))
         out = await client.call("ask_calc", {"question": "2 + 3?"}, context=context)
         assert out["answer"] == "2 + 3 = 5"
@@ -149,9 +148,9 @@ async def test_llm_tool_loop_calls_the_wrapped_tool_and_the_trace_shows_it(
         spans: dict[str, Any] = {}
         async with asyncio.timeout(WAIT):
             while not _traced(spans):
-                span = wire.decode_span((await sub.next_msg(timeout=WAIT)).data)
+                span = await sub.next(WAIT)
                 spans[span.span_id] = span
-        await sub.unsubscribe()
+        await sub.close()
     add = next(s for s in spans.values() if s.name == "add" and s.kind == SERVER)
     assert add.service == "calc-mcp" and add.status != 2
     ask = next(s for s in spans.values() if s.name == "ask_calc" and s.kind == SERVER)

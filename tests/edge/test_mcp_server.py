@@ -23,7 +23,6 @@ from mcp.client.subscriptions import listen
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from natsmesh import subjects, wire
 from natsmesh.config import Settings
 from natsmesh.edge.mcp_server import mcp_asgi_app
 from natsmesh.edge.mcp_tools import Expose, mesh_tools, output_schema
@@ -33,7 +32,7 @@ from natsmesh.tracing.context import new_span_id, new_trace_id
 from natsmesh.wire import ToolRecord
 from tests.agents import mcp_stream_agent as stream_agent
 from tests.conftest import env_for, mesh_settings
-from tests.helpers import TEST_AGENTS, eventually
+from tests.helpers import TEST_AGENTS, SpanTap, eventually
 
 NATSMESH = str(Path(sys.executable).parent / "natsmesh")
 TRIP_AGENTS = (
@@ -218,18 +217,18 @@ async def open_mcp(mode: str, settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _spans(nc: Any, settings: Settings, trace_id: str, done: Any) -> list[Any]:
-    sub = await nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(nc, settings.prefix, trace_id)
     spans: list[Any] = []
     try:
         async with asyncio.timeout(WAIT):
             while not done(spans):
-                spans.append(wire.decode_span((await sub.next_msg(timeout=WAIT)).data))
+                spans.append(await sub.next(WAIT))
     except TimeoutError:
         raise AssertionError(
             f"spans so far: {[(x.name, x.kind, x.service) for x in spans]}"
         ) from None
     finally:
-        await sub.unsubscribe()
+        await sub.close()
     return spans
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from natsmesh import subjects, wire
 from natsmesh.client import CallContext
 from natsmesh.config import Settings
 from natsmesh.errors import NoProvider, ToolError, Unavailable
@@ -19,6 +18,7 @@ from natsmesh.session import connect
 from natsmesh.tracing import tree
 from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
 from tests.agents import llm_agents, scripted_model
+from tests.helpers import SpanTap
 
 HELLO = [{"content": "Hello from the scripted model"}]
 TWO_TOOLS = [
@@ -236,7 +236,7 @@ async def test_plan_trip_trace_shape_on_the_offline_model(start_agents, settings
     )
     async with connect(settings) as mesh:
         trace_id, root = new_trace_id(), new_span_id()
-        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        sub = await SpanTap.open(mesh.nc, settings.prefix, trace_id)
         plan = await mesh.call(
             "plan_trip",
             {"destination": "Kyoto", "dates": "June 1-5, 2026", "budget": "$2000"},
@@ -246,7 +246,7 @@ async def test_plan_trip_trace_shape_on_the_offline_model(start_agents, settings
         # spans, plus the planner's, flight's and poi's client spans
         spans = []
         while len([s for s in spans if s.kind == 1]) < 10:
-            spans.append(wire.decode_span((await sub.next_msg(timeout=5)).data))
+            spans.append(await sub.next())
     assert plan.startswith("[offline model]")
     assert "Kyoto" in plan and "Sakura Inn" in plan
     lines = tree.render(trace_id, spans).splitlines()
@@ -313,13 +313,13 @@ async def test_a_streamed_call_records_first_chunk_and_count(
     await start_agents(llm_agents.scripted_provider("claude-scripted", ["claude"], HELLO))
     async with connect(settings, tracing=True) as mesh:
         trace_id, root = new_trace_id(), new_span_id()
-        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        sub = await SpanTap.open(mesh.nc, settings.prefix, trace_id)
         context = CallContext(traceparent=format_traceparent(trace_id, root))
         async with mesh.stream(
             "llm", {"messages": [{"role": "user", "content": "hi"}]}, context=context
         ) as parts:
             n = len([p async for p in parts])
-        spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(2)]
+        spans = await sub.take(2)
     for span in spans:  # the caller's CLIENT span and the provider's SERVER span
         assert span.attrs["mesh.stream.chunks"] == n
         assert 0 <= span.attrs["mesh.stream.first_chunk_ms"] <= (span.end - span.start) / 1e6

@@ -208,9 +208,9 @@ async def _last_trace(mesh: Any, settings: Settings, name: str) -> str:
                 msg = await sub.next_msg(timeout=1)
             except Exception:
                 return found
-            span = wire.decode_span(msg.data)
-            if span.name == name and span.kind == 1:
-                found = span.trace_id
+            for span in wire.decode_spans(msg.data)[0]:
+                if span.name == name and span.kind == 1:
+                    found = span.trace_id
     finally:
         await sub.unsubscribe()
 

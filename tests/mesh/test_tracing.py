@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
 
-from natsmesh import subjects, wire
+from natsmesh import subjects
 from natsmesh.client import CallContext
 from natsmesh.config import Settings
 from natsmesh.errors import ToolError
@@ -22,7 +22,7 @@ from natsmesh.tracing.context import (
     parse_traceparent,
 )
 from natsmesh.tracing.store import read_trace
-from tests.helpers import TEST_AGENTS
+from tests.helpers import TEST_AGENTS, SpanTap
 
 SERVER, CLIENT = 1, 2
 
@@ -36,7 +36,7 @@ async def chain(start_agents, settings: Settings):
 
 async def traced_call(mesh, settings: Settings, capability: str, args: dict, count: int):
     trace_id, root = new_trace_id(), new_span_id()
-    sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+    sub = await SpanTap.open(mesh.nc, settings.prefix, trace_id)
     spy = await mesh.nc.subscribe(f"{settings.prefix}.cap.>")
     error = None
     try:
@@ -45,14 +45,14 @@ async def traced_call(mesh, settings: Settings, capability: str, args: dict, cou
         )
     except ToolError as exc:
         result, error = None, exc
-    spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(count)]
+    spans = await sub.take(count)
     requests = []
     while True:
         try:
             requests.append(await spy.next_msg(timeout=0.2))
         except Exception:
             break
-    await sub.unsubscribe()
+    await sub.close()
     await spy.unsubscribe()
     return trace_id, root, result, error, spans, requests
 
@@ -146,7 +146,7 @@ async def test_caller_giving_up_cancels_every_hop_downstream(chain, settings: Se
     async with connect(settings) as mesh:
         await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
         trace_id, root = new_trace_id(), new_span_id()
-        sub = await mesh.nc.subscribe(subjects.spans_subject(trace_id, settings.prefix))
+        sub = await SpanTap.open(mesh.nc, settings.prefix, trace_id)
         spy = await mesh.nc.subscribe(f"{settings.prefix}.cap.>")
         with pytest.raises(ToolTimeout):
             await mesh.call(
@@ -155,7 +155,7 @@ async def test_caller_giving_up_cancels_every_hop_downstream(chain, settings: Se
                 timeout=0.5,
                 context=CallContext(traceparent=format_traceparent(trace_id, root)),
             )
-        spans = [wire.decode_span((await sub.next_msg(timeout=5)).data) for _ in range(5)]
+        spans = await sub.take(5)
         deadlines = {
             m.subject.split(".")[2]: int(m.headers["Mesh-Deadline"])
             for m in [await spy.next_msg(timeout=1) for _ in range(3)]

@@ -21,7 +21,7 @@ async def test_status_sums_the_body_sizes_on_the_spans(start_agents, settings: S
         spans: list[Any] = []
 
         async def collect(msg: Any) -> None:
-            spans.append(wire.decode_span(msg.data))
+            spans.extend(wire.decode_spans(msg.data)[0])
 
         await mesh.nc.subscribe(subjects.spans_wildcard(settings.prefix), cb=collect)
         await mesh.nc.flush()
