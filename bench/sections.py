@@ -59,6 +59,7 @@ class Bench:
                 await self.latency(raw, headed, mp, mt)
                 await self.relay(nc, mt)
                 await self.throughput(raw, headed, mp, mt, nc, traced)
+                await self.trace_lookup(nc, mt, traced)
                 await self.cli(traced, mt)
         finally:
             await nc.close()
@@ -229,6 +230,38 @@ class Bench:
                     "", "", f"{per_call:.2f} spans per call",
                 )  # fmt: skip
                 self.t.figure("spans64_s", self.spans64)
+
+    async def trace_lookup(self, nc: Any, client: MeshClient, settings: Settings) -> None:
+        """What ``natsmesh trace <id>`` pays to find a trace in the span stream as the
+        throughput section left it: a trace just made, and the stream's oldest."""
+        from natsmesh import wire
+        from natsmesh.client import CallContext
+        from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
+        from natsmesh.tracing.store import read_trace
+
+        js = nc.jetstream()
+        stream = settings.spans_stream
+        info = await js.stream_info(stream)
+        first = await js.get_msg(stream, seq=info.state.first_seq)
+        oldest = wire.decode_spans(first.data)[0][0].trace_id
+        recent = new_trace_id()
+        context = CallContext(traceparent=format_traceparent(recent, new_span_id()))
+        await client.call("bench_echo", {"text": "hello"}, context=context)
+        deadline = time.monotonic() + 5
+        while len(await read_trace(nc, settings, recent)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the exporters flush every 50 ms: poll
+        info = await js.stream_info(stream)
+        size = f"stream: {info.state.messages} messages, {info.state.bytes / 2**20:.0f} MiB"
+        for label, trace_id, repeats in (("recent", recent, 5), ("oldest", oldest, 3)):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                found = await read_trace(nc, settings, trace_id, timeout=30)
+                times.append((time.perf_counter() - t0) * 1000)
+            mid, lo, hi = summarize(times)
+            note = f"{len(found)} spans; {lo:.1f}-{hi:.1f}; {size}"
+            self.t.add("tracing", f"trace lookup, {label} trace (ms)", f"{mid:.1f}", "", "", note)
+            self.t.figure(f"trace_lookup_{label}_ms", mid)
 
     def cpu_table(self, windows: dict[str, list[Window]], rates: dict[str, float]) -> None:
         """CPU microseconds per call at c=64, by process, from /proc/<pid>/stat."""
