@@ -122,3 +122,33 @@ async def test_a_trace_is_found_among_many_newer_batches(settings: Settings) -> 
         assert await read_trace(nc, settings, "f" * 32) == []
     finally:
         await nc.close()
+
+
+async def test_the_metrics_feed_reads_batches_and_skips_bad_spans(settings: Settings) -> None:
+    from natsmesh.tracing.metrics_feed import SpanFeed
+
+    nc = await connect_nats(settings, "test")
+    js = nc.jetstream()
+    try:
+        await ensure_stream(js, settings)
+        trace_id = new_trace_id()
+        subject = subjects.spans_subject(trace_id, settings.prefix)
+        before = SpanFeed(nc, settings, [], history=3600)
+        await before.start()  # what the stream held already (other tests' spans)
+        await before.wait_until(lambda f: f.caught_up.is_set(), 5)
+        await before.stop()
+        good = [span(trace_id, f"s{i}") for i in range(3)]
+        await js.publish(subject, wire.encode_spans(good))
+        bad = msgspec.msgpack.encode({"trace_id": 7})
+        await js.publish(subject, b"\x93" + msgspec.msgpack.encode(good[0]) + bad + bad)
+        await js.publish(subject, b"\xc1 junk")
+        got: list[SpanMessage] = []
+        feed = SpanFeed(nc, settings, [got.append], history=3600)
+        await feed.start()
+        await feed.wait_until(lambda f: f.caught_up.is_set(), 5)
+        await feed.stop()
+        mine = [s.name for s in got if s.trace_id == trace_id]
+        assert mine == ["s0", "s1", "s2", "s0"]
+        assert feed.malformed - before.malformed == 3  # two spans of a batch, one message
+    finally:
+        await nc.close()
