@@ -135,6 +135,7 @@ def _spans_read(settings: Settings) -> list[str]:
         f"{JS_API}.CONSUMER.CREATE.{spans}",
         f"{JS_API}.CONSUMER.CREATE.{spans}.>",
         f"{JS_API}.CONSUMER.DELETE.{spans}.>",
+        f"{JS_API}.STREAM.MSG.GET.{spans}",  # a trace lookup starts at its shard's last span
         f"$JS.FC.{spans}.>",
     ]
 
