@@ -115,12 +115,12 @@ class _Call:
                 await nc.close()
 
     def _context(self) -> Any:
+        if not (self.trace_id and self.span_id):
+            return None
         from natsmesh.call_context import CallContext
         from natsmesh.tracing.context import format_traceparent
 
-        if self.trace_id and self.span_id:
-            return CallContext(traceparent=format_traceparent(self.trace_id, self.span_id))
-        return None
+        return CallContext(traceparent=format_traceparent(self.trace_id, self.span_id))
 
     def _streams(self, mesh: Any) -> bool:
         if self.stream is not None:
