@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from natsmesh.condition import Condition
 from natsmesh.config import Settings
+from natsmesh.dependency import DependencySpec
 from natsmesh.errors import NoProvider, Unavailable
 from natsmesh.records import (
     MAX_RECORD_BYTES,
@@ -26,7 +27,6 @@ from natsmesh.records import (
     encode_for_registry,
 )
 from natsmesh.selection import Candidate, select
-from natsmesh.specs import DependencySpec
 from natsmesh.wire import AgentRecord
 
 if TYPE_CHECKING:
