@@ -223,7 +223,7 @@ class _Call:
         try:  # a request, not nats-py's JetStream publish: the stream's ack is the reply
             await mesh.nc.request(
                 subjects.spans_subject(self.trace_id, mesh.settings.prefix),
-                wire.encode_span(span),
+                wire.encode_spans([span]),
                 timeout=2,
             )
         except (Exception, asyncio.CancelledError):
