@@ -6,6 +6,7 @@ Kept free of typer so that a fast entry point can use it; imports what a call ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -80,21 +81,46 @@ class _Call:
 
     async def run(self) -> None:
         from natsmesh.errors import MeshError
-        from natsmesh.session import connect
 
         try:
-            async with connect(cli_settings(), caller="cli", reconnect=False) as mesh:
-                await self._call(mesh)
+            await self._connected()
         except MeshError as exc:
             fail(exc.message if exc.type == "unavailable" else f"{exc.type}: {exc.message}")
 
+    async def _connected(self) -> None:
+        """Connect, read the registry once, call; lighter than ``natsmesh.connect``: one
+        call needs no registry watcher, and no JetStream layer (see
+        :func:`natsmesh.registry.snapshot`)."""
+        from natsmesh.client import MeshClient
+        from natsmesh.connection import Hooks, connect_nats
+        from natsmesh.conversation import settle
+        from natsmesh.registry import snapshot
+
+        settings = cli_settings()
+        hooks = Hooks()
+        nc = await connect_nats(
+            settings, "natsmesh cli", hooks, reconnect=False, initial_timeout=5.0
+        )
+        try:
+            view = await snapshot(nc, settings)
+            mesh = MeshClient(nc, view, settings, caller="cli")
+            hooks.on_disconnect.append(mesh.connection_lost)
+            try:
+                await self._call(mesh)
+            finally:
+                await settle()  # a cancel sent after Ctrl-C reaches its worker first
+                await mesh.watchdog.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
     def _context(self) -> Any:
+        if not (self.trace_id and self.span_id):
+            return None
         from natsmesh.call_context import CallContext
         from natsmesh.tracing.context import format_traceparent
 
-        if self.trace_id and self.span_id:
-            return CallContext(traceparent=format_traceparent(self.trace_id, self.span_id))
-        return None
+        return CallContext(traceparent=format_traceparent(self.trace_id, self.span_id))
 
     def _streams(self, mesh: Any) -> bool:
         if self.stream is not None:
@@ -194,10 +220,10 @@ class _Call:
             attrs={"messaging.system": "nats", "mesh.tool": self.tool}
             | ({"error.type": error.type} if error is not None else {}),
         )
-        try:
-            await mesh.nc.jetstream().publish(
+        try:  # a request, not nats-py's JetStream publish: the stream's ack is the reply
+            await mesh.nc.request(
                 subjects.spans_subject(self.trace_id, mesh.settings.prefix),
-                wire.encode_span(span),
+                wire.encode_spans([span]),
                 timeout=2,
             )
         except (Exception, asyncio.CancelledError):

@@ -106,6 +106,10 @@ def main() -> None:
         app_main()
         return
     flags, params = parsed
+    from natsmesh import natsimport
+
+    natsimport.defer_jetstream()  # before anything imports nats: a call seldom needs it
+
     from natsmesh_cli.calling import run_call
     from natsmesh_cli.options import set_connection
 

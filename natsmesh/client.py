@@ -23,6 +23,7 @@ from natsmesh import protocol, subjects, wire
 from natsmesh.call_context import CallContext
 from natsmesh.config import Settings
 from natsmesh.conversation import Conversation, Lost
+from natsmesh.dependency import DependencySpec, dependency, parse_tags
 from natsmesh.errors import (
     MeshError,
     NoProvider,
@@ -34,7 +35,6 @@ from natsmesh.errors import (
 )
 from natsmesh.registry import RegistryView
 from natsmesh.selection import Candidate
-from natsmesh.specs import DependencySpec, dependency, parse_tags
 from natsmesh.streams import CallStream, ChunkQueue
 from natsmesh.transport import Message, NatsTransport, NoResponders, Transport
 from natsmesh.watchdog import Watchdog

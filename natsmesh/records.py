@@ -8,7 +8,7 @@ import re
 import msgspec
 
 from natsmesh import wire
-from natsmesh.specs import parse_tags
+from natsmesh.dependency import parse_tags
 from natsmesh.subjects import check_token
 from natsmesh.versions import parse_constraint
 from natsmesh.wire import AgentRecord

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 
-from natsmesh.specs import DependencySpec
+from natsmesh.dependency import DependencySpec
 from natsmesh.versions import parse_constraint, parse_version, satisfies
 from natsmesh.wire import AgentRecord, ToolRecord
 

@@ -7,72 +7,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from natsmesh.dependency import DependencySpec, dependency, parse_tags
 from natsmesh.subjects import check_token
 
 if TYPE_CHECKING:
     from natsmesh.signature import Signature
 
+__all__ = [
+    "AgentSpec",
+    "DependencySpec",
+    "LlmSpec",
+    "ProviderSpec",
+    "ToolFilter",
+    "ToolSpec",
+    "agent_spec",
+    "dependency",
+    "llm_spec",
+    "parse_tags",
+    "tool_filter",
+    "tool_spec",
+]
+
 TOOL_ATTR = "__natsmesh_tool__"
 AGENT_ATTR = "__natsmesh_agent__"
 LLM_ATTR = "__natsmesh_llm__"
-
-
-@dataclasses.dataclass(frozen=True)
-class DependencySpec:
-    """A capability plus tag rules (``tag`` required, ``+tag`` preferred, ``-tag`` excluded)
-    and an optional version constraint such as ``">=1.0,<2"``."""
-
-    capability: str
-    tags: tuple[str, ...] = ()
-    version: str | None = None
-
-    @property
-    def preferred(self) -> tuple[str, ...]:
-        return tuple(t[1:] for t in self.tags if t[0] == "+")
-
-    @property
-    def header(self) -> str:
-        """The selector as written, for the ``Mesh-Tags`` header."""
-        return ",".join(self.tags)
-
-
-def parse_tags(tags: str | Any) -> tuple[str, ...]:
-    """Tags from a list or a comma-separated string; each must be a safe token after its sign."""
-    items = tags.split(",") if isinstance(tags, str) else list(tags or ())
-    out = []
-    for raw in items:
-        tag = str(raw).strip()
-        if not tag:
-            continue
-        check_token(tag[1:] if tag[0] in "+-" else tag, "tag")
-        out.append(tag)
-    return tuple(out)
-
-
-def dependency(value: str | Mapping[str, Any] | DependencySpec) -> DependencySpec:
-    """Parse ``"capability"`` or ``{"capability": ..., "tags": [...], "version": ...}``."""
-    if isinstance(value, DependencySpec):
-        return value
-    if isinstance(value, str):
-        return DependencySpec(check_token(value, "capability"))
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"capability", "tags", "version"}
-        if unknown or "capability" not in value:
-            raise ValueError(
-                f"dependency {dict(value)!r}: expected keys capability, tags, version"
-                + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
-            )
-        version = value.get("version")
-        if version is not None:
-            from natsmesh.versions import parse_constraint
-
-            parse_constraint(str(version))
-        return DependencySpec(
-            check_token(str(value["capability"]), "capability"),
-            parse_tags(value.get("tags", ())),
-            None if version is None else str(version),
-        )
-    raise TypeError(f"a dependency is a capability name or a dict, not {type(value).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,6 +86,21 @@ async def test_call_imports_nothing_heavy(
     assert ("Trace ID: " in proc.stdout) is trace
     assert "natsmesh.client" in modules and "nats.aio.transport" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY}
+    assert not modules & NOT_FOR_A_CALL
+    assert ("natsmesh.tracing.context" in modules) is trace
+
+
+#: modules ``import nats`` would load that a call does without (natsmesh.natsimport): the
+#: JetStream layer (its API dataclasses, the email parser it reads headers with, and the
+#: watched registry view's KV) and importlib.metadata (nats-py's own version)
+NOT_FOR_A_CALL = {
+    "nats.js.api",
+    "nats.js.client",
+    "nats.js.kv",
+    "email.parser",
+    "importlib.metadata",
+    "natsmesh.session",
+}
 
 
 def test_natsmesh_keeps_aiohttp_out_of_nats_but_not_out_of_the_process() -> None:
@@ -97,6 +112,65 @@ def test_natsmesh_keeps_aiohttp_out_of_nats_but_not_out_of_the_process() -> None
         "assert aiohttp.ClientSession\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_deferred_jetstream_loads_on_first_use_and_works(settings: Settings) -> None:
+    code = (
+        "import asyncio, importlib.util, sys\n"
+        "from natsmesh import natsimport\n"
+        "natsimport.defer_jetstream()\n"
+        "import nats\n"
+        "assert not natsimport.jetstream_loaded() and 'importlib.metadata' not in sys.modules\n"
+        "from importlib.metadata import version\n"
+        "assert nats.aio.client.__version__ == version('nats-py'), nats.aio.client.__version__\n"
+        "from nats.js.api import KeyValueConfig\n"
+        "assert natsimport.jetstream_loaded()\n"
+        "async def main():\n"
+        "    nc = await nats.connect(sys.argv[1])\n"
+        "    kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket='deferred'))\n"
+        "    await kv.put('k', b'v')\n"
+        "    print((await kv.get('k')).value.decode())\n"
+        "    await nc.close()\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, settings.nats_url], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "v"
+
+
+def test_without_deferral_jetstream_loads_with_nats() -> None:
+    """Agents and every other command import nats.js as nats-py does (no lazy module)."""
+    code = (
+        "import sys, natsmesh, nats\n"
+        "assert 'nats.js.client' in sys.modules and type(sys.modules['nats.js']).__name__ == 'module'\n"
+        "assert nats.aio.client.__version__ != '0.0.0'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_a_call_that_meets_a_status_message_fails_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A registry entry whose agent is gone: the call's request meets "503 no responders",
+    a status message, which makes nats-py read ``nats.js.api`` (loaded then, on the spot)."""
+    import nats
+
+    from natsmesh.records import encode_for_registry
+    from natsmesh.registry import open_bucket
+    from tests.mesh.test_registry_snapshot import record
+
+    nc = await nats.connect(settings.nats_url)
+    try:
+        kv = await open_bucket(nc.jetstream(), settings)
+        await kv.put("gone.x", encode_for_registry(record("gone", "x", "vanished")))
+    finally:
+        await nc.close()
+    proc, modules = await run_cli(settings, tmp_path, "call", "vanished", "{}", "--timeout", "3")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "nats.js.api" in modules  # the status header is JetStream's: loaded when met
 
 
 def test_a_websocket_url_still_connects(tmp_path: Path) -> None:
