@@ -46,8 +46,9 @@ async def read_trace(
             if info.state.subjects:
                 found = await _read_legacy(js, settings, legacy)
             hi, window = await _last_seq(js, settings.spans_stream, shard), FIRST_WINDOW
-            while hi >= max(info.state.first_seq, 1):
-                lo = max(info.state.first_seq, hi - window + 1)
+            first = max(info.state.first_seq, 1)  # 0 when the stream was empty just now
+            while hi >= first:
+                lo = max(first, hi - window + 1)
                 oldest = await lookup.scan(lo, hi)
                 if (
                     lookup.spans
