@@ -246,6 +246,19 @@ class MeshSpan(Span):
             self.status = 2
             self.status_message = message[:500]
 
+    def end_with(self, exc: BaseException | None) -> None:
+        """End the span; leaving with ``exc`` fails it: a :class:`MeshError` with its type,
+        a cancellation as ``cancelled``, anything else with its class name and an event."""
+        if exc is not None:
+            if isinstance(exc, MeshError):
+                self.fail(exc.type, exc.message)
+            elif isinstance(exc, asyncio.CancelledError):
+                self.fail("cancelled", "the call was cancelled")
+            else:
+                self.fail(type(exc).__name__, str(exc))
+                self.record_exception(exc)
+        self.end()
+
     def end(self, end_time: int | None = None) -> None:
         if self._ended:
             return
@@ -293,16 +306,7 @@ class SpanScope:
         return self.span
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        span = self.span
-        if exc is not None:
-            if isinstance(exc, MeshError):
-                span.fail(exc.type, exc.message)
-            elif isinstance(exc, asyncio.CancelledError):
-                span.fail("cancelled", "the call was cancelled")
-            else:
-                span.fail(type(exc).__name__, str(exc))
-                span.record_exception(exc)
-        span.end()
+        self.span.end_with(exc)
 
 
 def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
