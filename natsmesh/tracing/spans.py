@@ -30,7 +30,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from natsmesh import headers as H
 from natsmesh.errors import MeshError
 from natsmesh.tracing import sampling
-from natsmesh.tracing.context import TraceParent, new_span_id, new_trace_id, parse_traceparent
+from natsmesh.tracing.context import new_span_id, new_trace_id, parse_ids, parse_traceparent
 from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
@@ -53,8 +53,9 @@ class MeshSpan(Span):
     Its ids are kept as the hex strings the wire carries (the integers of the OpenTelemetry
     API are made only when asked for). It keeps its parent's sampled flag and
     ``tracestate`` and forwards both; an unsampled span is never exported. ``parent`` is
-    an OpenTelemetry span context, a parsed ``traceparent`` (then ``tracestate`` is the
-    header's, already normalised) or another mesh span; a span without one starts a trace,
+    an OpenTelemetry span context, the ``(trace id, span id, sampled)`` of a ``traceparent``
+    (:func:`~natsmesh.tracing.context.parse_ids`; then ``tracestate`` is the header's,
+    already normalised) or another mesh span; a span without one starts a trace,
     recorded when ``sampler`` (default: always) says so.
     """
 
@@ -94,7 +95,7 @@ class MeshSpan(Span):
         instance: str,
         name: str,
         kind: SpanKind,
-        parent: SpanContext | TraceParent | MeshSpan | None,
+        parent: SpanContext | tuple[str, str, bool] | MeshSpan | None,
         attrs: dict[str, Any],
         tracestate: str | None = None,
         sampler: RatioSampler | None = None,
@@ -109,21 +110,20 @@ class MeshSpan(Span):
             self.parent_hex = None
             self.sampled = sampler is None or sampler.sample(self.trace_hex)
             self.tracestate = tracestate
-        elif type(parent) is TraceParent:
-            self.trace_hex, self.parent_hex, self.sampled = parent
-            self.tracestate = tracestate
-        elif type(parent) is MeshSpan:
+        elif isinstance(parent, MeshSpan):
             self.trace_hex = parent.trace_hex
             self.parent_hex = parent.span_hex
             self.sampled = parent.sampled
             self.tracestate = parent.tracestate
-        else:
-            assert isinstance(parent, SpanContext)
+        elif isinstance(parent, SpanContext):
             self.trace_hex = f"{parent.trace_id:032x}"
             self.parent_hex = f"{parent.span_id:016x}"
             self.sampled = parent.trace_flags.sampled
             state = parent.trace_state
             self.tracestate = state.to_header() if state else None
+        else:  # (trace id, span id, sampled) from a traceparent
+            self.trace_hex, self.parent_hex, self.sampled = parent
+            self.tracestate = tracestate
         self.span_hex = new_span_id()
         self.attrs = attrs
         self.events: list[SpanEvent] | None = None
@@ -397,7 +397,7 @@ class Tracing:
         self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]
     ) -> MeshSpan:
         """A SERVER span for a request, child of the caller's span when it sent one."""
-        parent = parse_traceparent(headers.get(H.TRACEPARENT))
+        parent = parse_ids(headers.get(H.TRACEPARENT))
         state = None if parent is None else _tracestate(headers.get(H.TRACESTATE))
         return MeshSpan(
             self.processor,
@@ -421,14 +421,14 @@ class Tracing:
 
     def client_span(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
-        parent: SpanContext | TraceParent | MeshSpan | None = None
+        parent: SpanContext | tuple[str, str, bool] | MeshSpan | None = None
         state = None
         if context is None:
             parent = _parent_of(trace.get_current_span())
         elif context.otel_context is not None:
             parent = _parent_of(trace.get_current_span(context.otel_context))
         elif context.traceparent:
-            parent = parse_traceparent(context.traceparent)
+            parent = parse_ids(context.traceparent)
             state = None if parent is None else _tracestate(context.tracestate)
         return MeshSpan(
             self.processor,
