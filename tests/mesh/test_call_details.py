@@ -226,3 +226,28 @@ async def test_the_server_span_ends_after_the_reply_left_and_records_it(
             assert span.attrs["mesh.reply.body.size"] == len(body)
             assert span.attrs.get("error.type") == headers.get(H.ERROR)
     assert span.attrs["error.type"] == "tool_error" and span.status == 2
+
+
+async def test_head_sampling_drops_new_traces_and_follows_a_sampled_caller(
+    start_agents, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    await start_agents(load_file(TEST_AGENTS / "talk_agent.py"))
+    async with connect(settings, tracing=True) as mesh:
+        seen: list[str] = []
+
+        async def spy(msg: Any) -> None:
+            seen.append((msg.headers or {})[H.TRACEPARENT])
+
+        await mesh.nc.subscribe(
+            subjects.cap_subject("quick", "talk-agent", settings.prefix), cb=spy
+        )
+        await mesh.nc.flush()
+        await mesh.call("quick", {})  # starts a trace here: not sampled
+        sampled_id, _ = await traced(mesh, "quick", {})  # the caller's sampled trace goes on
+        await eventually(lambda: len(seen) == 2, 5, "both requests")
+        await spans_of(mesh, settings, sampled_id, 2)
+        assert seen[0].endswith("-00") and seen[1].endswith("-01"), seen
+        dropped = seen[0].split("-")[1]
+        assert await read_trace(mesh.nc, settings, dropped) == [], "an unsampled trace has no span"
