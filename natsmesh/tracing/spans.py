@@ -116,8 +116,8 @@ class MeshSpan(Span):
             self.sampled = parent.sampled
             self.tracestate = parent.tracestate
         elif isinstance(parent, SpanContext):
-            self.trace_hex = f"{parent.trace_id:032x}"
-            self.parent_hex = f"{parent.span_id:016x}"
+            self.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
+            self.parent_hex = parent.span_id.to_bytes(8, "big").hex()
             self.sampled = parent.trace_flags.sampled
             state = parent.trace_state
             self.tracestate = state.to_header() if state else None
@@ -372,8 +372,10 @@ class Tracing:
 
     def __init__(self, service: str, instance_id: str, processor: NatsSpanProcessor | None) -> None:
         install_global_provider()
-        #: decides whether a trace that starts here is recorded (``OTEL_TRACES_SAMPLER``)
-        self.sampler = sampling.from_environ(os.environ)
+        sampler = sampling.from_environ(os.environ)
+        #: decides whether a trace that starts here is recorded (``OTEL_TRACES_SAMPLER``);
+        #: ``None``: every one is
+        self.sampler: RatioSampler | None = sampler if sampler.ratio < 1.0 else None
         self.processor = processor
         self.service = service
         self.instance = instance_id
@@ -410,14 +412,6 @@ class Tracing:
             state,
             self.sampler,
         )
-
-    def server_scope(
-        self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any], size: int
-    ) -> SpanScope:
-        """The scope of a SERVER span (see :class:`SpanScope`)."""
-        span = self.server_span(name, headers, attrs)
-        span.attrs["messaging.message.body.size"] = size
-        return SpanScope(span)
 
     def client_span(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
