@@ -30,7 +30,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from natsmesh import headers as H
 from natsmesh.errors import MeshError
 from natsmesh.tracing import sampling
-from natsmesh.tracing.context import new_span_id, new_trace_id, parse_ids, parse_traceparent
+from natsmesh.tracing.context import new_span_id, new_trace_id, parse_ids
 from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
@@ -307,20 +307,6 @@ class SpanScope:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.span.end_with(exc)
-
-
-def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
-    """The caller's span context from its headers, or ``None``."""
-    parent = parse_traceparent(traceparent)
-    if parent is None:
-        return None
-    return SpanContext(
-        int(parent.trace_id, 16),
-        int(parent.span_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT),
-        trace_state=TraceState.from_header([tracestate]) if tracestate else None,
-    )
 
 
 def _tracestate(value: str | None) -> str | None:
