@@ -60,14 +60,6 @@ def format_traceparent(trace_id: str | int, span_id: str | int, sampled: bool = 
     return f"00-{t}-{s}-{'01' if sampled else '00'}"
 
 
-def random_id(bits: int) -> int:
-    """A random, non-zero id of ``bits`` bits (128 for traces, 64 for spans)."""
-    value = random.getrandbits(bits)
-    while value == 0:
-        value = random.getrandbits(bits)
-    return value
-
-
 def new_trace_id() -> str:
     """A random, non-zero 128-bit trace id in hex."""
     value = random.getrandbits(128).to_bytes(16, "big").hex()  # 3x cheaper than a format
