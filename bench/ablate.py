@@ -82,6 +82,20 @@ def _no_span_export() -> None:
     NatsSpanProcessor.enqueue = lambda self, message: None  # type: ignore[method-assign]
 
 
+def _no_otel_context() -> None:
+    """The SERVER span made current while the tool runs (OpenTelemetry context attach/detach)."""
+    from natsmesh.tracing.spans import Tracing
+
+    Tracing.context_of = staticmethod(lambda span: None)  # type: ignore[method-assign]
+
+
+def _no_span_finish() -> None:
+    """The SERVER span's end after the reply (reply attributes, message, queueing)."""
+    from natsmesh.dispatch import Dispatcher
+
+    Dispatcher.finish = lambda self, outcome, end: None  # type: ignore[method-assign]
+
+
 #: agent-side ablations (applied in the echo agent's process)
 AGENT: dict[str, Callable[[], None]] = {
     "validation": _no_validation,
@@ -90,7 +104,11 @@ AGENT: dict[str, Callable[[], None]] = {
     "task per request": _no_task,
     "stats": _no_stats,
     "span export": _no_span_export,
+    "otel context": _no_otel_context,
+    "span finish": _no_span_finish,
 }
+#: the ablations that only change a traced call
+TRACED = ("span export", "otel context", "span finish")
 #: caller-side ablations (applied in this process, for its traced client)
 CALLER: dict[str, Callable[[], None]] = {"span export": _no_span_export}
 
@@ -106,8 +124,8 @@ async def run(quick: bool, concurrency: int) -> None:
     rounds, seconds = (3, 0.6) if quick else (5, 2.0)
     try:
         variants: dict[str, tuple[bool, str]] = {"mesh": (False, ""), "mesh+trace": (True, "")}
-        variants |= {f"mesh -{n}": (False, n) for n in AGENT if n != "span export"}
-        variants["mesh+trace -span export (agent)"] = (True, "span export")
+        variants |= {f"mesh -{n}": (False, n) for n in AGENT if n not in TRACED}
+        variants |= {f"mesh+trace -{n} (agent)": (True, n) for n in TRACED}
         agents: dict[str, int] = {}
         calls: dict[str, Callable[[], Any]] = {}
         async with contextlib.AsyncExitStack() as stack:

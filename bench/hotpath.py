@@ -9,7 +9,9 @@ Two measurements in one process, on a private nats-server (only for start-up):
   dispatcher, validation, spans and reply; ``nc.publish`` does nothing).
 
 Each variant runs in a fresh process; the figure is the least CPU time per call over
-the repeats (interference from other processes only adds). ``--ablate`` takes pieces
+the repeats (interference from other processes only adds). The critical path is timed
+too: one call alone, the caller's whole ``call`` and the agent's time from the request
+to its reply's publish (what a span finished after the reply no longer adds). ``--ablate`` takes pieces
 out (see bench/ablate.py), so a difference is what that piece costs.
 """
 
@@ -120,7 +122,35 @@ async def measure(traced: bool, calls: int, repeats: int, concurrency: int) -> d
                         await handler(_Request(f"_INBOX.hp.{i}", headers))
                     await asyncio.gather(*list(runtime._tasks))
 
+            replied: list[asyncio.Future[int]] = []
+
+            async def reply_spy(subject: str, *args: Any, **kwargs: Any) -> None:
+                if replied and subject.startswith("_INBOX.hp.path") and not replied[0].done():
+                    replied[0].set_result(time.perf_counter_ns())
+
+            runtime.nc.publish = reply_spy  # type: ignore[union-attr,method-assign]
+
+            async def paths(n: int) -> tuple[float, float]:
+                """Median wall µs of one call alone: the caller's whole call (the reply
+                comes at once), the agent's from the request to its reply's publish."""
+                caller, agent = [], []
+                loop = asyncio.get_running_loop()
+                for i in range(n):
+                    t0 = time.perf_counter_ns()
+                    await client.call("bench_echo", BODY)
+                    caller.append(time.perf_counter_ns() - t0)
+                    replied[:] = [loop.create_future()]
+                    t0 = time.perf_counter_ns()
+                    await handler(_Request(f"_INBOX.hp.path{i}", headers))
+                    agent.append(await replied[0] - t0)
+                    await asyncio.gather(*list(runtime._tasks))
+                return sorted(caller)[n // 2] / 1e3, sorted(agent)[n // 2] / 1e3
+
             best: dict[str, float] = {}
+            for _ in range(repeats):
+                caller_path, agent_path = await paths(max(calls // 8, 100))
+                best["caller_path"] = min(best.get("caller_path", caller_path), caller_path)
+                best["agent_path"] = min(best.get("agent_path", agent_path), agent_path)
             for name, round_ in (("caller", caller_round), ("agent", agent_round)):
                 await round_()  # warm up
                 for _ in range(repeats):
@@ -138,10 +168,10 @@ async def measure(traced: bool, calls: int, repeats: int, concurrency: int) -> d
 
 
 def variants(traced: bool) -> list[tuple[str, str]]:
-    """Every agent ablation untraced; with tracing, the span export only."""
-    from bench.ablate import AGENT
+    """Every agent ablation untraced; with tracing, the ones of tracing."""
+    from bench.ablate import AGENT, TRACED
 
-    names = ["span export"] if traced else [n for n in AGENT if n != "span export"]
+    names = list(TRACED) if traced else [n for n in AGENT if n not in TRACED]
     return [("", "")] + [(f"-{n}", n) for n in names]
 
 
@@ -174,11 +204,15 @@ def main() -> None:
             )
             best = json.loads(out.stdout.strip().splitlines()[-1])
             name = ("mesh+trace" if traced else "mesh") + (f" {label}" if label else "")
-            rows.append((name, [best["caller"], best["agent"], best["caller"] + best["agent"]]))
+            total = best["caller"] + best["agent"]
+            rows.append((name, [best["caller"], best["agent"], total, best["caller_path"],
+                                best["agent_path"]]))  # fmt: skip
     Table().grid(
-        "hotpath", "µs CPU per call, no NATS", ["caller", "agent", "total"], rows,
+        "hotpath", "µs CPU per call, no NATS", ["caller", "agent", "total", "c path", "a path"],
+        rows,
         note="least over repeats; '-x': without x (bench/ablate.py); nats-py and the "
-        "network not included",
+        "network not included; 'c path', 'a path': wall µs of one call alone (median), the "
+        "caller's whole call and the agent's request-to-reply-publish",
     )  # fmt: skip
 
 

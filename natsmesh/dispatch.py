@@ -38,13 +38,15 @@ MAX_DEADLINE_AHEAD = 24 * 3600.0
 
 
 class Outcome:
-    """The reply to send: its body and, for errors, the error."""
+    """The reply to send: its body, for errors the error, and the call's SERVER span, which
+    :meth:`Dispatcher.finish` ends once the reply has left."""
 
-    __slots__ = ("body", "error")
+    __slots__ = ("body", "error", "span")
 
     def __init__(self, body: bytes, error: MeshError | None = None) -> None:
         self.body = body
         self.error = error
+        self.span: MeshSpan | None = None
 
     @property
     def error_type(self) -> str | None:
@@ -96,22 +98,42 @@ class Dispatcher:
     async def serve(
         self, data: bytes, headers: Mapping[str, str] | None, responder: Responder
     ) -> Outcome:
-        """Answer one request; never raises, except ``CancelledError`` when cancelled."""
+        """Answer one request; never raises, except ``CancelledError`` when cancelled.
+
+        With tracing, the outcome carries the call's SERVER span, still open: the caller
+        sends the reply first, then hands the outcome to :meth:`finish`.
+        """
         hdrs = headers or {}
         tracing = self.tracing
         if tracing is None:
             return await self._serve(data, hdrs, None, responder)
-        with tracing.server_scope(self.spec.name, hdrs, self._attrs, len(data)) as span:
-            limit = self.payload_limit
-            if limit is not None:
-                span.attrs["mesh.request.payload"] = payloads.render(data, limit)
+        span = tracing.server_span(self.spec.name, hdrs, self._attrs)
+        span.attrs["messaging.message.body.size"] = len(data)
+        if self.payload_limit is not None:
+            span.attrs["mesh.request.payload"] = payloads.render(data, self.payload_limit)
+        try:
             outcome = await self._serve(data, hdrs, span, responder)
-            if outcome.error is not None:
-                span.fail(outcome.error.type, outcome.error.message)
-            span.attrs["mesh.reply.body.size"] = len(outcome.body)
-            if limit is not None:
-                span.attrs["mesh.reply.payload"] = payloads.render(outcome.body, limit)
-            return outcome
+        except BaseException as exc:  # a cancellation: the span says so and ends now
+            span.end_with(exc)
+            raise
+        outcome.span = span
+        return outcome
+
+    def finish(self, outcome: Outcome, end: int) -> None:
+        """Record the reply on the outcome's SERVER span (its body size, its error) and end
+        the span at ``end`` (Unix ns, when the reply left)."""
+        span = outcome.span
+        if span is None:
+            return
+        outcome.span = None
+        body = outcome.body
+        error = outcome.error
+        if error is not None:
+            span.fail(error.type, error.message)
+        span.attrs["mesh.reply.body.size"] = len(body)
+        if self.payload_limit is not None:
+            span.attrs["mesh.reply.payload"] = payloads.render(body, self.payload_limit)
+        span.end(end)
 
     async def _serve(
         self, data: bytes, hdrs: Mapping[str, str], span: MeshSpan | None, responder: Responder

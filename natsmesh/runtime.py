@@ -268,7 +268,11 @@ class Runtime:
             finally:
                 responder.stop()
             elapsed = time.perf_counter_ns() - started
-            await self._reply(msg, outcome, dispatcher.spec.name, elapsed, responder)
+            try:
+                await self._reply(msg, outcome, dispatcher.spec.name, elapsed, responder)
+            finally:
+                if outcome.span is not None:  # after the reply: the connection sends it first
+                    asyncio.get_running_loop().call_soon(dispatcher.finish, outcome, time.time_ns())
         except Exception:
             log.exception("failed to answer a request for %s", dispatcher.spec.name)
         finally:

@@ -12,6 +12,7 @@ of a call's cost.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import traceback
 from collections.abc import Mapping
@@ -28,7 +29,8 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from natsmesh import headers as H
 from natsmesh.errors import MeshError
-from natsmesh.tracing.context import parse_traceparent, random_id
+from natsmesh.tracing import sampling
+from natsmesh.tracing.context import new_span_id, new_trace_id, parse_ids
 from natsmesh.wire import SpanEvent, SpanMessage
 
 if TYPE_CHECKING:
@@ -38,22 +40,30 @@ if TYPE_CHECKING:
     from natsmesh.config import Settings
     from natsmesh.specs import DependencySpec
     from natsmesh.tracing.export import NatsSpanProcessor
+    from natsmesh.tracing.sampling import RatioSampler
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_NO_EVENTS: tuple[SpanEvent, ...] = ()
 
 
 class MeshSpan(Span):
     """A recording span for one mesh call; published as a :class:`SpanMessage` on ``end``.
 
-    It keeps its parent's sampled flag and ``tracestate`` and forwards both; an unsampled
-    span is never exported.
+    Its ids are kept as the hex strings the wire carries (the integers of the OpenTelemetry
+    API are made only when asked for). It keeps its parent's sampled flag and
+    ``tracestate`` and forwards both; an unsampled span is never exported. ``parent`` is
+    an OpenTelemetry span context, the ``(trace id, span id, sampled)`` of a ``traceparent``
+    (:func:`~natsmesh.tracing.context.parse_ids`; then ``tracestate`` is the header's,
+    already normalised) or another mesh span; a span without one starts a trace,
+    recorded when ``sampler`` (default: always) says so.
     """
 
     __slots__ = (
         "_context",
         "_ended",
         "_processor",
+        "_traceparent",
         "attrs",
         "chunks",
         "events",
@@ -61,16 +71,22 @@ class MeshSpan(Span):
         "instance",
         "kind",
         "name",
-        "parent_id",
+        "parent_hex",
         "sampled",
         "service",
-        "span_id",
+        "span_hex",
         "start",
         "status",
         "status_message",
-        "trace_id",
+        "trace_hex",
         "tracestate",
     )
+
+    trace_hex: str
+    span_hex: str
+    parent_hex: str | None
+    sampled: bool
+    tracestate: str | None
 
     def __init__(
         self,
@@ -79,28 +95,38 @@ class MeshSpan(Span):
         instance: str,
         name: str,
         kind: SpanKind,
-        parent: SpanContext | None,
+        parent: SpanContext | tuple[str, str, bool] | MeshSpan | None,
         attrs: dict[str, Any],
+        tracestate: str | None = None,
+        sampler: RatioSampler | None = None,
     ) -> None:
         self._processor = processor
         self.service = service
         self.instance = instance
         self.name = name
         self.kind = kind
-        if parent is not None:
-            self.trace_id = parent.trace_id
-            self.parent_id: int | None = parent.span_id
+        if parent is None:
+            self.trace_hex = new_trace_id()
+            self.parent_hex = None
+            self.sampled = sampler is None or sampler.sample(self.trace_hex)
+            self.tracestate = tracestate
+        elif isinstance(parent, MeshSpan):
+            self.trace_hex = parent.trace_hex
+            self.parent_hex = parent.span_hex
+            self.sampled = parent.sampled
+            self.tracestate = parent.tracestate
+        elif isinstance(parent, SpanContext):
+            self.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
+            self.parent_hex = parent.span_id.to_bytes(8, "big").hex()
             self.sampled = parent.trace_flags.sampled
             state = parent.trace_state
-            self.tracestate: str | None = state.to_header() if state else None
-        else:
-            self.trace_id = random_id(128)
-            self.parent_id = None
-            self.sampled = True
-            self.tracestate = None
-        self.span_id = random_id(64)
+            self.tracestate = state.to_header() if state else None
+        else:  # (trace id, span id, sampled) from a traceparent
+            self.trace_hex, self.parent_hex, self.sampled = parent
+            self.tracestate = tracestate
+        self.span_hex = new_span_id()
         self.attrs = attrs
-        self.events: list[SpanEvent] = []
+        self.events: list[SpanEvent] | None = None
         self.status = 0
         self.status_message = ""
         self.start = time.time_ns()
@@ -108,21 +134,38 @@ class MeshSpan(Span):
         self.first_chunk = 0
         self._ended = False
         self._context: SpanContext | None = None
+        self._traceparent: str | None = None
 
     @property
     def traceparent(self) -> str:
         """The ``traceparent`` that makes a receiver this span's child."""
-        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{'01' if self.sampled else '00'}"
+        value = self._traceparent
+        if value is None:
+            flags = "-01" if self.sampled else "-00"
+            value = self._traceparent = "00-" + self.trace_hex + "-" + self.span_hex + flags
+        return value
 
     @property
     def trace_id_hex(self) -> str:
-        return f"{self.trace_id:032x}"
+        return self.trace_hex
+
+    @property
+    def trace_id(self) -> int:
+        return int(self.trace_hex, 16)
+
+    @property
+    def span_id(self) -> int:
+        return int(self.span_hex, 16)
+
+    @property
+    def parent_id(self) -> int | None:
+        return None if self.parent_hex is None else int(self.parent_hex, 16)
 
     def get_span_context(self) -> SpanContext:
         if self._context is None:
             self._context = SpanContext(
-                self.trace_id,
-                self.span_id,
+                int(self.trace_hex, 16),
+                int(self.span_hex, 16),
                 False,
                 _SAMPLED if self.sampled else _UNSAMPLED,
                 TraceState.from_header([self.tracestate]) if self.tracestate else None,
@@ -159,7 +202,11 @@ class MeshSpan(Span):
     def add_event(
         self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
     ) -> None:
-        self.events.append(SpanEvent(name, timestamp or time.time_ns(), dict(attributes or {})))
+        event = SpanEvent(name, timestamp or time.time_ns(), dict(attributes or {}))
+        if self.events is None:
+            self.events = [event]
+        else:
+            self.events.append(event)
 
     def update_name(self, name: str) -> None:
         self.name = name
@@ -195,7 +242,22 @@ class MeshSpan(Span):
     def fail(self, error_type: str, message: str) -> None:
         """Mark the span failed with the error type of the envelope."""
         self.attrs["error.type"] = error_type
-        self.set_status(Status(StatusCode.ERROR, message[:500]))
+        if self.status != 1:
+            self.status = 2
+            self.status_message = message[:500]
+
+    def end_with(self, exc: BaseException | None) -> None:
+        """End the span; leaving with ``exc`` fails it: a :class:`MeshError` with its type,
+        a cancellation as ``cancelled``, anything else with its class name and an event."""
+        if exc is not None:
+            if isinstance(exc, MeshError):
+                self.fail(exc.type, exc.message)
+            elif isinstance(exc, asyncio.CancelledError):
+                self.fail("cancelled", "the call was cancelled")
+            else:
+                self.fail(type(exc).__name__, str(exc))
+                self.record_exception(exc)
+        self.end()
 
     def end(self, end_time: int | None = None) -> None:
         if self._ended:
@@ -208,11 +270,12 @@ class MeshSpan(Span):
             self.attrs["mesh.stream.first_chunk_ms"] = round(
                 (self.first_chunk - self.start) / 1e6, 3
             )
+        events = self.events
         self._processor.enqueue(
             SpanMessage(
-                trace_id=f"{self.trace_id:032x}",
-                span_id=f"{self.span_id:016x}",
-                parent_id=None if self.parent_id is None else f"{self.parent_id:016x}",
+                trace_id=self.trace_hex,
+                span_id=self.span_hex,
+                parent_id=self.parent_hex,
                 name=self.name,
                 start=self.start,
                 end=end_time or time.time_ns(),
@@ -222,7 +285,7 @@ class MeshSpan(Span):
                 status=self.status,
                 status_message=self.status_message,
                 attrs=self.attrs,
-                events=tuple(self.events),
+                events=_NO_EVENTS if events is None else tuple(events),
             )
         )
 
@@ -243,30 +306,22 @@ class SpanScope:
         return self.span
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        span = self.span
-        if exc is not None:
-            if isinstance(exc, MeshError):
-                span.fail(exc.type, exc.message)
-            elif isinstance(exc, asyncio.CancelledError):
-                span.fail("cancelled", "the call was cancelled")
-            else:
-                span.fail(type(exc).__name__, str(exc))
-                span.record_exception(exc)
-        span.end()
+        self.span.end_with(exc)
 
 
-def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
-    """The caller's span context from its headers, or ``None``."""
-    parent = parse_traceparent(traceparent)
-    if parent is None:
+def _tracestate(value: str | None) -> str | None:
+    """A ``tracestate`` header as the OpenTelemetry API would forward it (``None`` if empty)."""
+    if not value:
         return None
-    return SpanContext(
-        int(parent.trace_id, 16),
-        int(parent.span_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT),
-        trace_state=TraceState.from_header([tracestate]) if tracestate else None,
-    )
+    return TraceState.from_header([value]).to_header() or None
+
+
+def _parent_of(span: Span) -> SpanContext | MeshSpan | None:
+    """What a new span's parent is when ``span`` is current (``None`` for no valid span)."""
+    if type(span) is MeshSpan:
+        return span
+    context = span.get_span_context()
+    return context if context.is_valid else None
 
 
 #: the span processor of the agent whose tool is running (set while it runs)
@@ -303,6 +358,10 @@ class Tracing:
 
     def __init__(self, service: str, instance_id: str, processor: NatsSpanProcessor | None) -> None:
         install_global_provider()
+        sampler = sampling.from_environ(os.environ)
+        #: decides whether a trace that starts here is recorded (``OTEL_TRACES_SAMPLER``);
+        #: ``None``: every one is
+        self.sampler: RatioSampler | None = sampler if sampler.ratio < 1.0 else None
         self.processor = processor
         self.service = service
         self.instance = instance_id
@@ -326,30 +385,31 @@ class Tracing:
         self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any]
     ) -> MeshSpan:
         """A SERVER span for a request, child of the caller's span when it sent one."""
-        parent = remote_parent(headers.get(H.TRACEPARENT), headers.get(H.TRACESTATE))
+        parent = parse_ids(headers.get(H.TRACEPARENT))
+        state = None if parent is None else _tracestate(headers.get(H.TRACESTATE))
         return MeshSpan(
-            self.processor, self.service, self.instance, name, SpanKind.SERVER, parent, dict(attrs)
+            self.processor,
+            self.service,
+            self.instance,
+            name,
+            SpanKind.SERVER,
+            parent,
+            dict(attrs),
+            state,
+            self.sampler,
         )
-
-    def server_scope(
-        self, name: str, headers: Mapping[str, str], attrs: Mapping[str, Any], size: int
-    ) -> SpanScope:
-        """The scope of a SERVER span (see :class:`SpanScope`)."""
-        span = self.server_span(name, headers, attrs)
-        span.attrs["messaging.message.body.size"] = size
-        return SpanScope(span)
 
     def client_span(self, dep: DependencySpec, context: CallContext | None) -> MeshSpan:
         """A CLIENT span for an outgoing call, child of the call it is made in."""
-        parent: SpanContext | None = None
-        if context is not None:
-            if context.otel_context is not None:
-                parent = trace.get_current_span(context.otel_context).get_span_context()
-            elif context.traceparent:
-                parent = remote_parent(context.traceparent, context.tracestate)
-        else:
-            current = trace.get_current_span().get_span_context()
-            parent = current if current.is_valid else None
+        parent: SpanContext | tuple[str, str, bool] | MeshSpan | None = None
+        state = None
+        if context is None:
+            parent = _parent_of(trace.get_current_span())
+        elif context.otel_context is not None:
+            parent = _parent_of(trace.get_current_span(context.otel_context))
+        elif context.traceparent:
+            parent = parse_ids(context.traceparent)
+            state = None if parent is None else _tracestate(context.tracestate)
         return MeshSpan(
             self.processor,
             self.service,
@@ -363,6 +423,8 @@ class Tracing:
                 "mesh.capability": dep.capability,
                 "mesh.caller": self.service,
             },
+            state,
+            self.sampler,
         )
 
     def client_scope(

@@ -5,6 +5,7 @@ OpenTelemetry API, exceptions, malformed headers, a tool's own timeout."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -190,3 +191,63 @@ def test_an_agent_too_large_for_the_registry_stops_with_one_line(tmp_path, setti
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("natsmesh: huge cannot register:") and "tools" in last
+
+
+async def test_the_server_span_ends_after_the_reply_left_and_records_it(
+    start_agents, settings: Settings
+) -> None:
+    [runtime] = await start_agents(load_file(TEST_AGENTS / "talk_agent.py"))
+    assert runtime.nc is not None and runtime.tracing is not None
+    processor = runtime.tracing.processor
+    assert processor is not None
+    events: list[tuple[str, Any, Any, int]] = []  # (what, body or span, headers, time)
+    publish, enqueue = runtime.nc.publish, processor.enqueue
+
+    async def spy_publish(subject: str, payload: bytes = b"", **kwargs: Any) -> None:
+        if subject.startswith("_INBOX."):  # a reply to a caller
+            events.append(("reply", payload, kwargs.get("headers") or {}, time.time_ns()))
+        await publish(subject, payload, **kwargs)
+
+    def spy_enqueue(message: Any) -> None:
+        events.append(("span", message, None, time.time_ns()))
+        enqueue(message)
+
+    runtime.nc.publish = spy_publish  # type: ignore[method-assign]
+    processor.enqueue = spy_enqueue  # type: ignore[method-assign]
+    async with connect(settings) as mesh:
+        for tool, args in (("quick", {"x": 3}), ("fails", {"reason": "kaboom"})):
+            events.clear()
+            await traced(mesh, tool, args)
+            await eventually(lambda: any(e[0] == "span" for e in events), 5, "the SERVER span")
+            [(_, body, headers, sent)] = [e for e in events if e[0] == "reply"]
+            [(_, span, _, _)] = [e for e in events if e[0] == "span"]
+            assert [e[0] for e in events] == ["reply", "span"], "the reply leaves first"
+            assert span.end >= sent, "the span ends when the reply has left"
+            assert span.attrs["mesh.reply.body.size"] == len(body)
+            assert span.attrs.get("error.type") == headers.get(H.ERROR)
+    assert span.attrs["error.type"] == "tool_error" and span.status == 2
+
+
+async def test_head_sampling_drops_new_traces_and_follows_a_sampled_caller(
+    start_agents, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    await start_agents(load_file(TEST_AGENTS / "talk_agent.py"))
+    async with connect(settings, tracing=True) as mesh:
+        seen: list[str] = []
+
+        async def spy(msg: Any) -> None:
+            seen.append((msg.headers or {})[H.TRACEPARENT])
+
+        await mesh.nc.subscribe(
+            subjects.cap_subject("quick", "talk-agent", settings.prefix), cb=spy
+        )
+        await mesh.nc.flush()
+        await mesh.call("quick", {})  # starts a trace here: not sampled
+        sampled_id, _ = await traced(mesh, "quick", {})  # the caller's sampled trace goes on
+        await eventually(lambda: len(seen) == 2, 5, "both requests")
+        await spans_of(mesh, settings, sampled_id, 2)
+        assert seen[0].endswith("-00") and seen[1].endswith("-01"), seen
+        dropped = seen[0].split("-")[1]
+        assert await read_trace(mesh.nc, settings, dropped) == [], "an unsampled trace has no span"

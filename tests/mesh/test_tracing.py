@@ -93,6 +93,19 @@ async def test_three_hops_make_one_trace_with_the_right_tree(chain, settings: Se
     assert lines[4].startswith("Summary: 3 spans across 3 agents |") and lines[4].endswith("✓")
 
 
+async def test_an_unsampled_call_stays_unsampled_at_every_hop(chain, settings: Settings) -> None:
+    async with connect(settings) as mesh:
+        await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
+        trace_id = new_trace_id()
+        spy = await mesh.nc.subscribe(f"{settings.prefix}.cap.>")
+        unsampled = format_traceparent(trace_id, new_span_id(), sampled=False)
+        await mesh.call("alpha", {}, context=CallContext(traceparent=unsampled))
+        requests = [await spy.next_msg(timeout=5) for _ in range(3)]
+        assert await read_trace(mesh.nc, settings, trace_id) == []
+    flags = [(r.headers or {})["traceparent"].rsplit("-", 1)[1] for r in requests]
+    assert flags == ["00", "00", "00"], "a nested call keeps its parent's sampled flag"
+
+
 async def test_inner_error_marks_the_span_and_its_ancestors(chain, settings: Settings) -> None:
     async with connect(settings) as mesh:
         await mesh.view.wait_for(lambda v: len(v.records) == 3, timeout=5)
