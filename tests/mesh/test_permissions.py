@@ -327,7 +327,10 @@ async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(
         def __init__(self) -> None:
             self.requests: list[Any] = []
 
-        def send(self, request: Any) -> None:
+        def encode(self, spans: list[Any]) -> tuple[list[Any], int]:
+            return spans, len(spans)
+
+        def post(self, request: Any) -> None:
             self.requests.append(request)
 
     nc = await nats.connect(secure.url, user="collector", password=password("collector"))
