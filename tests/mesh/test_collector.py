@@ -129,3 +129,55 @@ def test_export_headers_and_bad_options() -> None:
         OtlpSender("http://127.0.0.1:4317", compression="deflate")
     with pytest.raises(ValueError, match="protocol"):
         OtlpSender("http://127.0.0.1:4317", "thrift")
+
+
+async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings) -> None:
+    """Many small batches (one exported while the next is fetched): every good span
+    exactly once; a span the encoder cannot take (a bad id) is acked and left out."""
+    from natsmesh import subjects, wire
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.collector import STAGES
+    from natsmesh.tracing.export import ensure_stream
+
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    port = receiver.start()
+    sender = OtlpSender(f"http://127.0.0.1:{port}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        good = 0
+        for i in range(300):
+            bad = i % 50 == 7
+            good += not bad
+            span = wire.SpanMessage(
+                trace_id="not hex" if bad else f"{i + 1:032x}", span_id=f"{i + 1:016x}",
+                name="s", start=1, end=2, service=f"svc{i % 3}",
+            )  # fmt: skip
+            await js.publish(
+                subjects.spans_subject(f"{i + 1:032x}", settings.prefix), wire.encode_span(span)
+            )
+        collector = Collector(nc, settings, sender, batch=16)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await wait_for_spans(receiver, changed, good)
+            await collector.wait_until(lambda c: c.exported >= good, 5)
+            await nc.flush()  # the acks went before the count rose; the server has them now
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            # every message acked, the bad ones too: nothing is left to redeliver
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    ids = [s[1] for s in spans_of(receiver)]
+    assert len(ids) == len(set(ids)) == good == collector.exported
+    assert len(receiver.requests) >= 300 // 16
+    assert collector.failures == 0
+    assert set(collector.cpu) == set(STAGES) and collector.cpu["encode"] > 0
