@@ -109,16 +109,18 @@ class OtlpEncoder:
         out."""
         groups: dict[tuple[str, str], list[bytes]] = {}
         count = 0
+        span = self.span
         for s in spans:
             try:
-                encoded = self.span(s)
+                encoded = span(s)
             except (ValueError, TypeError, OverflowError, struct.error):
                 continue
             key = (s.service, s.instance)
             group = groups.get(key)
             if group is None:
-                group = groups[key] = []
-            group.append(encoded)
+                groups[key] = [encoded]
+            else:
+                group.append(encoded)
             count += 1
         out = []
         for key, group in groups.items():
@@ -142,26 +144,45 @@ class OtlpEncoder:
 
     def span(self, s: SpanMessage) -> bytes:
         """One ``ScopeSpans.spans`` field (2): the span, tag and length included."""
-        trace_id = _fromhex(s.trace_id)
-        span_id = _fromhex(s.span_id)
-        if len(trace_id) != 16 or len(span_id) != 8:
-            raise ValueError("a trace id is 16 bytes, a span id 8")
-        parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
+        # trace_id (1), span_id (2), parent_span_id (4): tags and ids in one fromhex (which
+        # skips whitespace: the length check catches it with the ids' lengths)
         if s.parent_id:
-            parent = _fromhex(s.parent_id)
-            if len(parent) != 8:
-                raise ValueError("a span id is 8 bytes")
-            parts += (b"\x22\x08", parent)
+            ids = _fromhex("0a10" + s.trace_id + "1208" + s.span_id + "2208" + s.parent_id)
+            if len(ids) != 38 or len(s.parent_id) != 16:
+                raise ValueError("a trace id is 16 bytes, a span id 8")
+        else:
+            ids = _fromhex("0a10" + s.trace_id + "1208" + s.span_id)
+            if len(ids) != 28:
+                raise ValueError("a trace id is 16 bytes, a span id 8")
+        if len(s.trace_id) != 32 or len(s.span_id) != 16:
+            raise ValueError("a trace id is 16 bytes, a span id 8")
         name = self._names.get(s.name)
         if name is None:
             if len(self._names) >= CACHE_LIMIT:
                 self._names.clear()
             name = self._names[s.name] = _string(b"\x2a", s.name)  # name (5)
-        parts.append(name)
-        parts.append(_KINDS[s.kind] if 0 <= s.kind < 5 else b"")
-        parts.append(_TIMES.pack(0x39, s.start, 0x41, s.end))
-        if s.attrs:
-            parts.append(self._attrs(b"\x4a", s.attrs, self._span_attrs))  # attributes (9)
+        kind = s.kind
+        parts = [
+            ids,
+            name,
+            _KINDS[kind] if 0 <= kind < 5 else b"",
+            _TIMES.pack(0x39, s.start, 0x41, s.end),
+        ]
+        attrs = s.attrs
+        if attrs:  # attributes (9)
+            cache = self._span_attrs
+            for k, v in attrs.items():
+                t = v.__class__
+                if t is str or t is int or t is bool:  # not floats: 0.0 == -0.0, nan != nan
+                    key = (k, t, v)
+                    kv = cache.get(key)
+                    if kv is None:
+                        if len(cache) >= CACHE_LIMIT:
+                            cache.clear()
+                        kv = cache[key] = key_value(b"\x4a", k, v)
+                    parts.append(kv)
+                else:
+                    parts.append(key_value(b"\x4a", k, v))
         for e in s.events:
             event = [_EVENT_TIME.pack(0x09, e.time), _string(b"\x12", e.name)]
             if e.attrs:
@@ -172,7 +193,9 @@ class OtlpEncoder:
             if status is None:
                 status = self._status(s.status, s.status_message)
             parts.append(status)
-        return _delimited(b"\x12", b"".join(parts))
+        body = b"".join(parts)
+        n = len(body)
+        return (b"\x12" + _BYTE[n] if n < 0x80 else b"\x12" + varint(n)) + body
 
     def _status(self, code: int, message: str) -> bytes:
         if not 0 <= code <= 2:
