@@ -122,14 +122,20 @@ class OtlpEncoder:
             else:
                 group.append(encoded)
             count += 1
-        out = []
+        out: list[bytes] = []
+        scope = self._scope
         for key, group in groups.items():
             resource = self._resources.get(key)
             if resource is None:
                 resource = self._resource(*key)
-            scope_spans = _delimited(b"\x12", self._scope + b"".join(group))
-            # ExportTraceServiceRequest.resource_spans (1): ResourceSpans
-            out.append(_delimited(b"\x0a", resource + scope_spans))
+            # ExportTraceServiceRequest.resource_spans (1): ResourceSpans, with its resource
+            # and one scope_spans (2); lengths first, so that the spans are copied once
+            size = len(scope) + sum(map(len, group))
+            head = b"\x12" + varint(size) + scope
+            out.append(
+                b"\x0a" + varint(len(resource) + len(head) + size - len(scope)) + resource + head
+            )
+            out += group
         return b"".join(out), count
 
     def _resource(self, service: str, instance: str) -> bytes:
@@ -195,7 +201,11 @@ class OtlpEncoder:
             parts.append(status)
         body = b"".join(parts)
         n = len(body)
-        return (b"\x12" + _BYTE[n] if n < 0x80 else b"\x12" + varint(n)) + body
+        if n < 0x80:
+            return b"\x12" + _BYTE[n] + body
+        if n < 0x4000:  # most spans: a two-byte length
+            return bytes((0x12, n & 0x7F | 0x80, n >> 7)) + body
+        return b"\x12" + varint(n) + body
 
     def _status(self, code: int, message: str) -> bytes:
         if not 0 <= code <= 2:

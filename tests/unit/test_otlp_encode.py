@@ -104,7 +104,7 @@ EVERY_KIND_OF_VALUE: dict[str, object] = {
     "raw": b"\x00\xff",
     "none": None,
     "dict": {"a": 1},
-    "long": "x" * 300,
+    "long": "x" * 20_000,  # a span longer than 16 KiB: a three-byte length
 }
 
 
@@ -166,7 +166,7 @@ def test_every_field_of_a_span_reads_back() -> None:
     assert attrs["no_items"].WhichOneof("value") == "array_value"
     assert attrs["raw"].bytes_value == b"\x00\xff"
     assert attrs["none"].string_value == "None"
-    assert attrs["long"].string_value == "x" * 300
+    assert attrs["long"].string_value == "x" * 20_000
     assert [e.name for e in s.events] == ["exception", "cancelled"]
     assert {a.key: a.value.bool_value for a in s.events[0].attributes}["exception.escaped"]
 
