@@ -6,12 +6,15 @@ callback appends each message to a list and one future ends the request. The pro
 is JetStream's: a request on ``$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`` (JSON:
 ``batch``, then ``no_wait`` or ``expires`` in ns) with the inbox as reply subject; the
 server answers with up to ``batch`` messages, then, if it sent fewer, a status message
-(404 no messages, 408 request expired, 409 e.g. too many waiting requests).
+(404 no messages, 408 request expired, 409 e.g. too many waiting requests). After a
+full batch the next is requested at once, so that nats-server sends it while the
+collector encodes this one; on stop, whatever came ahead is nak'ed (redelivered at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -54,35 +57,51 @@ class Puller:
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg)
 
     async def stop(self) -> None:
-        """Unsubscribe; messages delivered and not fetched are redelivered after ack_wait."""
+        """Unsubscribe; messages fetched ahead are handed back (nak) for redelivery now."""
+        if self._done is not None:
+            await self._wait(0.0)
+        for m in self._msgs:
+            with contextlib.suppress(Exception):
+                await m.nak()
+        self._msgs = []
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
         """Up to ``batch`` messages: those the stream has now, else the first that arrive
-        within ``timeout`` seconds (then whatever else arrived until the request ends)."""
+        within ``timeout`` seconds (then whatever else arrived until the request ends).
+        After a full batch the next one is asked for at once, to arrive meanwhile."""
+        if self._done is not None:
+            await self._wait(0.0)
         if len(self._msgs) < batch:
             # what is there, at once; if nothing is, a request that waits
             for wait in (False, True):
-                await self._request(batch - len(self._msgs), timeout if wait else None)
+                await self._send(batch - len(self._msgs), timeout if wait else None)
+                await self._wait(timeout if wait else 0.0)
                 if self._msgs:
                     break
         msgs, self._msgs = self._msgs[:batch], self._msgs[batch:]
+        if len(msgs) == batch and not self._msgs:
+            await self._send(batch, None)
         return msgs
 
-    async def _request(self, batch: int, expires: float | None) -> None:
+    async def _send(self, batch: int, expires: float | None) -> None:
         request: dict[str, object] = {"batch": batch}
         if expires is None:
             request["no_wait"] = True
         else:
             request["expires"] = int(expires * 1e9)
         self._wanted = len(self._msgs) + batch
-        self._done = done = asyncio.get_running_loop().create_future()
+        self._done = asyncio.get_running_loop().create_future()
         await self.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
-        # the server ends the request (batch full, a status); the margin covers a lost link
+
+    async def _wait(self, expires: float) -> None:
+        """Until the server ends the request (batch full, a status); the margin covers a
+        lost link."""
+        assert self._done is not None
         try:
-            await asyncio.wait_for(done, (expires or 0) + 2.0)
+            await asyncio.wait_for(self._done, expires + 2.0)
         except TimeoutError:
             pass
         finally:

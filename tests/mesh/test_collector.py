@@ -181,3 +181,48 @@ async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings)
     assert len(receiver.requests) >= 300 // 16
     assert collector.failures == 0
     assert set(collector.cpu) == set(STAGES) and collector.cpu["encode"] > 0
+
+
+async def test_a_stopped_collector_hands_back_what_it_fetched_ahead(settings: Settings) -> None:
+    """Stopping mid-stream: every message is either exported and acked, or back in the
+    stream at once for the next collector (a batch fetched ahead is nak'ed, not left to
+    its 30 s ack timeout)."""
+    from natsmesh import subjects, wire
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(stop.set))
+    port = receiver.start()
+    sender = OtlpSender(f"http://127.0.0.1:{port}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        for i in range(200):
+            span = wire.SpanMessage(
+                trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", name="s", start=1, end=2,
+                service="svc",
+            )  # fmt: skip
+            await js.publish(
+                subjects.spans_subject(span.trace_id, settings.prefix), wire.encode_span(span)
+            )
+        first = Collector(nc, settings, sender, batch=10)
+        await first.run(stop)  # the first export sets stop
+        assert 10 <= first.exported < 200
+        receiver.on_request = None
+        second = Collector(nc, settings, sender, batch=10)
+        stop.clear()
+        task = asyncio.create_task(second.run(stop))
+        try:
+            await second.wait_until(lambda c: first.exported + c.exported >= 200, 10)
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    ids = [s[1] for s in spans_of(receiver)]
+    assert len(ids) == len(set(ids)) == 200
