@@ -1,6 +1,8 @@
 """The collector's absorption rate and its CPU per span, by stage: ``python -m bench.collector``.
 
-Spans go into a stream first; then one collector (in this process) exports them to an
+Spans go into a stream first (``--per-message`` to a message: agents batch them, a
+busy one dozens to a message; 1 is the worst case, and what publishers before batches
+sent); then one collector (in this process) exports them to an
 OTLP receiver in a process of its own (bench/receivers.py), so the collector's CPU is
 its own. CPU per span comes from /proc for the collector, the receiver and nats-server,
 and from the collector's own per-stage accounting (``Collector.cpu``: fetch, decode,
@@ -37,9 +39,25 @@ class Absorbed:
     stages: dict[str, float]
 
 
+def span_messages(count: int, per_message: int = 1) -> list[tuple[str, bytes, int]]:
+    """``(trace ID, message body, span count)`` for ``count`` spans of traced echo calls,
+    ``per_message`` to a message (a batch, as a busy agent sends them; 1: a single span
+    map, as publishers before batches did)."""
+    from natsmesh import wire
+
+    spans = [wire.decode_span(p) for p in span_payloads(count)]
+    if per_message == 1:
+        return [(s.trace_id, wire.encode_span(s), 1) for s in spans]
+    out = []
+    for i in range(0, count, per_message):
+        batch = spans[i : i + per_message]
+        out.append((batch[0].trace_id, wire.encode_spans(batch), len(batch)))
+    return out
+
+
 def span_payloads(count: int) -> list[bytes]:
-    """``count`` span messages of traced echo calls: a CLIENT span from the caller and a
-    SERVER span from the agent per trace, with the attributes the mesh gives them."""
+    """``count`` single-span messages of traced echo calls: a CLIENT span from the caller
+    and a SERVER span from the agent per trace, with the attributes the mesh gives them."""
     import secrets
 
     from natsmesh import wire
@@ -95,8 +113,11 @@ def received(proc: subprocess.Popen[str]) -> int:
     return int(proc.stdout.readline())
 
 
-async def absorb(h: Harness, protocol: str, count: int, batch: int = 2000) -> Absorbed:
-    """Fill a fresh stream with ``count`` spans, then time one collector exporting them."""
+async def absorb(
+    h: Harness, protocol: str, count: int, batch: int = 2000, per_message: int = 1
+) -> Absorbed:
+    """Fill a fresh stream with ``count`` spans, ``per_message`` to a message, then time
+    one collector exporting them (``batch``: spans per export)."""
     from natsmesh import subjects
     from natsmesh.tracing.collector import Collector, OtlpSender
     from natsmesh.tracing.export import ensure_stream
@@ -106,12 +127,14 @@ async def absorb(h: Harness, protocol: str, count: int, batch: int = 2000) -> Ab
     try:
         js = nc.jetstream()
         await ensure_stream(js, settings)
-        for i, data in enumerate(span_payloads(count)):
-            await nc.publish(subjects.spans_subject(f"{i:032x}", settings.prefix), data)
+        messages = span_messages(count, per_message)
+        for i, (trace_id, data, _n) in enumerate(messages):
+            await nc.publish(subjects.spans_subject(trace_id, settings.prefix), data)
             if i % 5000 == 0:
                 await nc.flush()
         await nc.flush()
-        while (await js.stream_info(settings.spans_stream)).state.messages < count:  # noqa: ASYNC110
+        stored = len(messages)
+        while (await js.stream_info(settings.spans_stream)).state.messages < stored:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the server acks nothing here: poll the stream's count
         receiver, port = start_receiver(protocol)
         sender = OtlpSender(f"http://127.0.0.1:{port}", protocol)
@@ -167,10 +190,13 @@ async def main(args: argparse.Namespace) -> None:
         runs: dict[str, list[Absorbed]] = {p: [] for p in args.protocol}
         for n in range(args.rounds):
             for protocol in args.protocol if n % 2 == 0 else reversed(args.protocol):
-                run = await absorb(h, protocol, args.spans, args.batch)
+                run = await absorb(h, protocol, args.spans, args.batch, args.per_message)
                 runs[protocol].append(run)
                 print(describe([run]), flush=True)
-        print(f"medians of {args.rounds} rounds, {args.spans} spans each, batch {args.batch}:")
+        print(
+            f"medians of {args.rounds} rounds, {args.spans} spans each, {args.per_message} "
+            f"per message, batches of {args.batch} spans:"
+        )
         for protocol_runs in runs.values():
             print(describe(protocol_runs), flush=True)
     finally:
@@ -181,7 +207,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.collector", description=__doc__)
     parser.add_argument("--spans", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=2000, help="spans per export")
+    parser.add_argument(
+        "--per-message", type=int, default=1, help="spans per message (a busy agent: dozens)"
+    )
     parser.add_argument("--protocol", nargs="+", default=["grpc", "http"])
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     a = parser.parse_args()

@@ -58,6 +58,8 @@ class Collector:
         self.failures = 0
         #: CPU seconds spent in each of ``STAGES`` (the thread that ran it)
         self.cpu = dict.fromkeys(STAGES, 0.0)
+        #: spans per message in the last fetch (agents send dozens to a message when busy)
+        self._per_message = 1.0
         self._progress = Condition()
 
     async def wait_until(self, predicate: Callable[[Collector], bool], timeout: float) -> None:
@@ -87,7 +89,7 @@ class Collector:
         try:
             while not stop.is_set():
                 try:
-                    msgs = await puller.fetch(self.batch, timeout=0.5)
+                    msgs = await puller.fetch(self._messages_per_fetch(), timeout=0.5)
                 except Exception as exc:  # connection trouble: wait and retry
                     log.warning("fetching spans failed: %s", exc)
                     await asyncio.sleep(self.retry_delay)
@@ -96,12 +98,13 @@ class Collector:
                     t0 = clock()
                     spans = decode_spans([m.data for m in msgs])
                     t1 = clock()
-                    request, count = self.sender.encode(spans)
+                    requests = self.sender.requests(spans, self.batch)
                     cpu["decode"] += t1 - t0
                     cpu["encode"] += clock() - t1
+                    self._per_message = max(len(spans) / len(msgs), 1.0)
                     if in_flight is not None:
                         await in_flight
-                    in_flight = asyncio.create_task(self._export(msgs, spans, request, count))
+                    in_flight = asyncio.create_task(self._export(msgs, spans, requests))
                 elif in_flight is not None:
                     await in_flight
                     in_flight = None
@@ -127,19 +130,25 @@ class Collector:
         cpu["fetch"] += (now - since) - (counted - charged)
         return now, counted
 
-    def _post(self, request: bytes) -> None:
+    def _messages_per_fetch(self) -> int:
+        """As many messages as carry about ``batch`` spans, going by the last fetch's."""
+        return max(1, min(self.batch, round(self.batch / self._per_message)))
+
+    def _post(self, requests: list[tuple[bytes, int]]) -> None:
         t0 = time.thread_time()
         try:
-            self.sender.post(request)
+            for request, _count in requests:
+                self.sender.post(request)
         finally:
             self.cpu["send"] += time.thread_time() - t0
 
     async def _export(
-        self, msgs: list[Msg], spans: list[SpanMessage], request: bytes, count: int
+        self, msgs: list[Msg], spans: list[SpanMessage], requests: list[tuple[bytes, int]]
     ) -> None:
+        count = sum(n for _request, n in requests)
         try:
             if count:
-                await asyncio.to_thread(self._post, request)
+                await asyncio.to_thread(self._post, requests)
         except Exception as exc:
             self.failures += 1
             log.warning(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import logging
 import os
 import random
 import threading
@@ -23,11 +24,16 @@ from typing import Any
 from natsmesh.tracing.otlp_encode import OtlpEncoder
 from natsmesh.wire import SpanMessage
 
+log = logging.getLogger("natsmesh.collector")
+
 DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:4317"
 DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:4318"
 COMPRESSIONS = ("none", "gzip", "deflate")
 #: the OTLP/gRPC method a request goes to
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+#: the largest export request: receivers refuse more than 4 MiB by default (gRPC's
+#: limit, Tempo's and the OpenTelemetry Collector's), so a batch is split below it
+MAX_REQUEST_BYTES = 4_000_000
 #: the first backoff after a transient failure (seconds); doubled each time, ±20% jitter
 FIRST_BACKOFF = 1.0
 #: HTTP statuses worth a retry (the OTLP specification's)
@@ -134,6 +140,28 @@ class OtlpSender:
     def encode(self, spans: Sequence[SpanMessage]) -> tuple[bytes, int]:
         """An ``ExportTraceServiceRequest``'s bytes and the number of spans in it."""
         return self._encoder.encode(spans)
+
+    def requests(self, spans: Sequence[SpanMessage], per_request: int) -> list[tuple[bytes, int]]:
+        """The spans as export requests of at most ``per_request`` spans and
+        ``MAX_REQUEST_BYTES`` each (a span larger than that on its own is left out)."""
+        out: list[tuple[bytes, int]] = []
+        for i in range(0, len(spans), max(per_request, 1)):
+            self._fit(spans[i : i + per_request], out)
+        return out
+
+    def _fit(self, spans: Sequence[SpanMessage], out: list[tuple[bytes, int]]) -> None:
+        request, count = self._encoder.encode(spans)
+        if len(request) <= MAX_REQUEST_BYTES:
+            if count:
+                out.append((request, count))
+        elif len(spans) > 1:
+            half = len(spans) // 2
+            self._fit(spans[:half], out)
+            self._fit(spans[half:], out)
+        else:
+            log.warning(
+                "left out a span of %d bytes (the limit is %d)", len(request), MAX_REQUEST_BYTES
+            )
 
     def post(self, request: bytes) -> None:
         """Send encoded spans; raises :class:`ExportFailed` when the receiver did not

@@ -226,3 +226,53 @@ async def test_a_stopped_collector_hands_back_what_it_fetched_ahead(settings: Se
         await nc.close()
     ids = [s[1] for s in spans_of(receiver)]
     assert len(ids) == len(set(ids)) == 200
+
+
+async def test_span_batches_are_exported_in_requests_of_batch_spans(settings: Settings) -> None:
+    """Messages carrying 25 spans each (as busy agents send them): every span once, every
+    message acked, and no request over the collector's batch of spans."""
+    from natsmesh import subjects, wire
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    port = receiver.start()
+    sender = OtlpSender(f"http://127.0.0.1:{port}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        for m in range(40):
+            batch = [
+                wire.SpanMessage(trace_id=f"{m % 16:x}{m + 1:07x}{i:024x}", span_id=f"{m * 25 + i + 1:016x}",
+                                 name="s", start=1, end=2, service="svc")
+                for i in range(25)
+            ]  # fmt: skip
+            await js.publish(
+                subjects.spans_subject(batch[0].trace_id, settings.prefix), wire.encode_spans(batch)
+            )
+        collector = Collector(nc, settings, sender, batch=100)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await wait_for_spans(receiver, changed, 1000)
+            await collector.wait_until(lambda c: c.exported >= 1000, 5)
+            await nc.flush()
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    ids = [s[1] for s in spans_of(receiver)]
+    assert len(ids) == len(set(ids)) == 1000 == collector.exported
+    sizes = [
+        sum(len(ss.spans) for rs in r.resource_spans for ss in rs.scope_spans)
+        for r in receiver.requests
+    ]
+    assert max(sizes) <= 100

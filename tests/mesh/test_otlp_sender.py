@@ -165,3 +165,40 @@ def test_bad_tls_options_are_one_line_errors(tmp_path: Path) -> None:
         OtlpSender("https://127.0.0.1:4317", ca_file=str(tmp_path / "nope.pem"))
     with pytest.raises(ValueError, match="needs its key"):
         OtlpSender("https://127.0.0.1:4317", client_cert=str(tmp_path / "c.pem"))
+
+
+def test_requests_are_split_by_spans_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    def span_ids(requests: list[tuple[bytes, int]]) -> list[list[str]]:
+        out = []
+        for body, count in requests:
+            request = ExportTraceServiceRequest.FromString(body)
+            ids = [
+                s.span_id.hex()
+                for rs in request.resource_spans
+                for ss in rs.scope_spans
+                for s in ss.spans
+            ]
+            assert len(ids) == count
+            out.append(ids)
+        return out
+
+    spans = [
+        SpanMessage(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", name="call", start=1,
+                    end=2, service="svc", attrs={"big": "x" * (1000 if i == 4 else 10)})
+        for i in range(10)
+    ]  # fmt: skip
+    ids = [s.span_id for s in spans]
+    sender = OtlpSender("http://127.0.0.1:1")
+    try:
+        assert span_ids(sender.requests(spans, 3)) == [ids[0:3], ids[3:6], ids[6:9], ids[9:]]
+        monkeypatch.setattr(otlp, "MAX_REQUEST_BYTES", 300)
+        # halves until each request fits; the big span alone does not, and is left out
+        requests = sender.requests(spans, 10)
+        assert [i for request in span_ids(requests) for i in request] == ids[:4] + ids[5:]
+        assert len(requests) > 1 and all(len(body) <= 300 for body, _n in requests)
+    finally:
+        sender.close()
