@@ -3,7 +3,7 @@
 A durable pull consumer shared by every collector; a batch is acked only after the
 OTLP export succeeded, so spans wait in the stream while Tempo is down. One batch is
 exported (in a thread: the send blocks) while the next is fetched, decoded and encoded.
-Encoding and sending are ``natsmesh.tracing.otlp``'s.
+Fetching is ``natsmesh.tracing.pull``'s, encoding and sending ``natsmesh.tracing.otlp``'s.
 """
 
 from __future__ import annotations
