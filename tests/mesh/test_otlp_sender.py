@@ -138,7 +138,9 @@ def certificates(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-def test_mutual_tls(protocol: str, tmp_path: Path, fast_backoff: None) -> None:
+def test_mutual_tls(
+    protocol: str, tmp_path: Path, fast_backoff: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = certificates(tmp_path)
     receiver, port = started(protocol, Tls(p["server.pem"], p["server.key"], p["ca.pem"]))
     url = f"https://127.0.0.1:{port}"
@@ -148,16 +150,22 @@ def test_mutual_tls(protocol: str, tmp_path: Path, fast_backoff: None) -> None:
     )  # fmt: skip
     anonymous = OtlpSender(url, protocol, 0.5, ca_file=str(p["ca.pem"]))
     untrusting = OtlpSender(url, protocol, 0.5)  # the system's CAs do not know ours
+    # OpenTelemetry's variables stand in for the options
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(p["ca.pem"]))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", str(p["client.pem"]))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", str(p["client.key"]))
+    from_env = OtlpSender(url, protocol, 5)
     try:
         good.send(SPANS)
+        from_env.send(SPANS)
         for sender in (anonymous, untrusting):
             with pytest.raises(ExportFailed):
                 sender.send(SPANS)
     finally:
-        for sender in (good, anonymous, untrusting):
+        for sender in (good, from_env, anonymous, untrusting):
             sender.close()
         receiver.stop()
-    assert receiver.spans == 5 and len(receiver.requests) == 1
+    assert receiver.spans == 10 and len(receiver.requests) == 2
 
 
 def test_bad_tls_options_are_one_line_errors(tmp_path: Path) -> None:
