@@ -276,3 +276,67 @@ async def test_span_batches_are_exported_in_requests_of_batch_spans(settings: Se
         for r in receiver.requests
     ]
     assert max(sizes) <= 100
+
+
+async def test_the_collector_carries_on_after_nats_restarts(tmp_path, reserved_port: int) -> None:
+    """nats-server dies and comes back (same port, same store): spans published before,
+    and after, all reach the receiver."""
+    from natsmesh import subjects, wire
+    from natsmesh.connection import Hooks, connect_nats
+    from natsmesh.ops.server import start_server
+    from natsmesh.tracing.export import ensure_stream
+    from tests.conftest import mesh_settings
+
+    server = start_server(tmp_path / "nats", port=reserved_port)
+    settings = mesh_settings(server.url)
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    sender = OtlpSender(f"http://127.0.0.1:{receiver.start()}")
+    hooks = Hooks()
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    hooks.on_reconnect.append(on_reconnect)
+    nc = await connect_nats(settings, "test-collector", hooks)
+
+    async def publish(first: int, n: int) -> None:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        batch = [
+            wire.SpanMessage(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", name="s",
+                             start=1, end=2, service="svc")
+            for i in range(first, first + n)
+        ]  # fmt: skip
+        for i in range(0, n, 10):
+            await js.publish(
+                subjects.spans_subject(batch[i].trace_id, settings.prefix),
+                wire.encode_spans(batch[i : i + 10]),
+            )
+
+    collector = Collector(nc, settings, sender, batch=50, retry_delay=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        await publish(0, 100)
+        await wait_for_spans(receiver, changed, 100)
+        server.kill()  # no goodbye: the pull request waiting there is never answered
+        server.stop()
+        server = start_server(tmp_path / "nats", port=reserved_port)
+        await asyncio.wait_for(reconnected.wait(), 15)
+        await publish(100, 100)
+        async with asyncio.timeout(20):  # 200 different spans (some may come twice)
+            while len({s[1] for s in spans_of(receiver)}) < 200:
+                changed.clear()
+                await changed.wait()
+    finally:
+        stop.set()
+        await task
+        sender.close()
+        receiver.stop()
+        await nc.close()
+        server.stop()
+    # every span; a few twice: acks the killed server had not yet stored (at least once)
+    assert {s[1] for s in spans_of(receiver)} == {f"{i + 1:016x}" for i in range(200)}
