@@ -325,10 +325,13 @@ async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(
 
     class Sink:
         def __init__(self) -> None:
-            self.requests: list[Any] = []
+            self.posted: list[Any] = []
 
-        def send(self, request: Any) -> None:
-            self.requests.append(request)
+        def requests(self, spans: list[Any], per_request: int) -> list[tuple[list[Any], int]]:
+            return [(spans, len(spans))]
+
+        def post(self, request: Any) -> None:
+            self.posted.append(request)
 
     nc = await nats.connect(secure.url, user="collector", password=password("collector"))
     sink = Sink()
