@@ -32,6 +32,17 @@ async def sequential(call: Call, n: int) -> list[int]:
     return samples
 
 
+async def interleaved(calls: dict[str, Call], cycles: int) -> dict[str, list[int]]:
+    """Nanoseconds per call of each kind, the kinds taken in turn ``cycles`` times."""
+    samples: dict[str, list[int]] = {k: [] for k in calls}
+    for _ in range(cycles):
+        for name, call in calls.items():
+            t0 = time.perf_counter_ns()
+            await call()
+            samples[name].append(time.perf_counter_ns() - t0)
+    return samples
+
+
 async def throughput(call: Call, concurrency: int, seconds: float) -> float:
     """Calls per second with ``concurrency`` callers for ``seconds``."""
     return (await measured(call, concurrency, seconds, {})).rate
