@@ -90,11 +90,11 @@ class _Call:
     async def _connected(self) -> None:
         """Connect, read the registry once, call; lighter than ``natsmesh.connect``: one
         call needs no registry watcher, and no JetStream layer (see
-        :func:`natsmesh.registry.snapshot`)."""
+        :func:`natsmesh.registry_snapshot.snapshot`)."""
         from natsmesh.client import MeshClient
         from natsmesh.connection import Hooks, connect_nats
         from natsmesh.conversation import settle
-        from natsmesh.registry import snapshot
+        from natsmesh.registry_snapshot import snapshot
 
         settings = cli_settings()
         hooks = Hooks()

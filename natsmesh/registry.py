@@ -1,15 +1,15 @@
 """The registry: one KV key per running instance, heartbeats, and the watched live view.
 
 nats-py's JetStream layer (``nats.js``) is imported where it is used, not here: a one-shot
-caller reads the registry with :func:`snapshot`, which speaks the JetStream API itself,
-and then never loads it (see :func:`natsmesh.natsimport.defer_jetstream`).
+caller reads the registry with :func:`natsmesh.registry_snapshot.snapshot`, which speaks
+the JetStream API itself, and then never loads it (see
+:func:`natsmesh.natsimport.defer_jetstream`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from natsmesh.condition import Condition
 from natsmesh.config import Settings
 from natsmesh.dependency import DependencySpec
-from natsmesh.errors import NoProvider, Unavailable
+from natsmesh.errors import NoProvider
 from natsmesh.records import (
     MAX_RECORD_BYTES,
     RecordError,
@@ -30,7 +30,6 @@ from natsmesh.selection import Candidate, select
 from natsmesh.wire import AgentRecord
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
@@ -160,7 +159,7 @@ class Registration:
 
 
 #: a KV entry's ``KV-Operation`` header on a delete or purge marker (nats-py's KV_DEL, KV_PURGE)
-_REMOVALS = frozenset({"DEL", "PURGE"})
+REMOVALS = frozenset({"DEL", "PURGE"})
 
 #: seconds the server keeps a view's consumer after its process stopped listening (nats-py's
 #: default, 5 minutes, lets short-lived callers pile up consumers to the stream's limit)
@@ -352,7 +351,7 @@ class RegistryView:
         self._store(
             entry.key,
             entry.revision or 0,
-            entry.operation in _REMOVALS,
+            entry.operation in REMOVALS,
             entry.value,
             created.timestamp() if created is not None else None,
         )
@@ -442,100 +441,3 @@ class RegistryView:
             )
         self._names[name] = capability
         return capability
-
-
-async def snapshot(nc: Client, settings: Settings, timeout: float = 5.0) -> RegistryView:
-    """The registry as it is now, read once: a view that no watcher updates.
-
-    For a one-shot caller (``natsmesh call``). It speaks the JetStream API itself, so
-    nats-py's JetStream layer need not be imported, and takes one round trip: an
-    ephemeral push consumer delivers the last entry of every key (no heartbeats nor flow
-    control, so no status messages), and the reply subject of each delivery says how
-    many are still pending. The consumer is deleted in the background (its inactivity
-    threshold removes it otherwise). A missing bucket reads as an empty registry; raises
-    :class:`Unavailable` when JetStream does not answer.
-    """
-    stream = f"KV_{settings.registry_bucket}"
-    view = RegistryView(None)
-    inbox = nc.new_inbox()
-    done = asyncio.get_running_loop().create_future()
-    start = len(f"$KV.{settings.registry_bucket}.")
-
-    async def deliver(msg: Any) -> None:
-        # $JS.ACK.[<domain>.<account hash>.]<stream>.<consumer>.<delivered>.<stream seq>.
-        #   <consumer seq>.<ns since the epoch>.<pending>[.<random>]
-        tokens = msg.reply.split(".")
-        at = 2 if len(tokens) == 9 else 4
-        if len(tokens) < 9 or done.done():
-            return
-        view._store(
-            msg.subject[start:],
-            int(tokens[at + 3]),
-            (msg.headers or {}).get("KV-Operation") in _REMOVALS,
-            msg.data,
-            int(tokens[at + 5]) / 1e9,
-        )
-        if tokens[at + 6] == "0":
-            done.set_result(None)
-
-    sub = await nc.subscribe(inbox, cb=deliver)
-    name = ""
-    try:
-        request = {
-            "stream_name": stream,
-            "config": {
-                "deliver_subject": inbox,
-                "deliver_policy": "last_per_subject",
-                "ack_policy": "none",
-                "replay_policy": "instant",
-                "filter_subject": f"$KV.{settings.registry_bucket}.>",
-                "inactive_threshold": int(WATCH_INACTIVE * 1e9),
-                "mem_storage": True,
-                "num_replicas": 1,
-            },
-        }
-        try:
-            reply = await nc.request(
-                f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(request).encode(), timeout
-            )
-            info = json.loads(reply.data)
-        except Exception as exc:
-            raise Unavailable(
-                f"cannot read the registry: JetStream did not answer ({_why(exc)})"
-            ) from exc
-        error = info.get("error")
-        if error:
-            if error.get("err_code") == 10059:  # stream not found: no agent ever registered
-                return view
-            raise Unavailable(f"cannot read the registry: {error.get('description', error)}")
-        name = info.get("name", "")
-        delivered = (info.get("delivered") or {}).get("consumer_seq", 0)
-        if info.get("num_pending", 0) or delivered:
-            try:
-                await asyncio.wait_for(asyncio.shield(done), timeout)
-            except TimeoutError:
-                raise Unavailable("cannot read the registry: its entries did not arrive") from None
-        view._initial = False
-        return view
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        if name:
-            delete = nc.request(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"", 1.0)
-            task = asyncio.ensure_future(delete)
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            _deleting.add(task)
-            task.add_done_callback(_deleting.discard)
-
-
-#: consumer deletions under way (kept referenced until they finish)
-_deleting: set[asyncio.Future[Any]] = set()
-
-
-def _why(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if "NoResponders" in name:
-        return "no responders: is JetStream enabled?"
-    if isinstance(exc, TimeoutError) or "Timeout" in name:
-        return "timed out: is JetStream enabled, and may this user read the registry?"
-    return str(exc) or name

@@ -1,4 +1,4 @@
-"""registry.snapshot: the registry read once, without nats-py's JetStream layer, agrees with
+"""registry_snapshot.snapshot: the registry read once, without nats-py's JetStream layer, agrees with
 the watched view."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from natsmesh.connection import connect_nats
 from natsmesh.errors import Unavailable
 from natsmesh.ops.server import start_server
 from natsmesh.records import encode_for_registry
-from natsmesh.registry import RegistryView, open_bucket, snapshot
+from natsmesh.registry import RegistryView, open_bucket
+from natsmesh.registry_snapshot import snapshot
 from natsmesh.wire import AgentRecord, ToolRecord
 from tests.helpers import eventually
 
