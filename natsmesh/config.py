@@ -73,6 +73,10 @@ class Settings:
     #: record request and reply payloads on SERVER spans (redacted, truncated)
     trace_payloads: bool = _setting(False, "NATSMESH_TRACE_PAYLOADS")
     trace_payload_limit: int = _setting(DEFAULT_TRACE_PAYLOAD_LIMIT, "NATSMESH_TRACE_PAYLOAD_LIMIT")
+    #: head sampling of traces that start here, as OpenTelemetry names it (``parentbased_
+    #: traceidratio`` with a ratio); unset: every trace is recorded
+    traces_sampler: str | None = _setting(None, "OTEL_TRACES_SAMPLER")
+    traces_sampler_arg: str | None = _setting(None, "OTEL_TRACES_SAMPLER_ARG")
     timeout: float = _setting(DEFAULT_TIMEOUT, "NATSMESH_TIMEOUT")
     max_in_flight: int = _setting(DEFAULT_MAX_IN_FLIGHT, "NATSMESH_MAX_IN_FLIGHT")
     home: str = _setting(DEFAULT_HOME, "NATSMESH_HOME")

@@ -25,7 +25,7 @@ AGENTS = ROOT / "agents"
 
 #: environment that would leak the developer's or CI's mesh, credentials or model keys into
 #: the tests (and, through ``os.environ``, into every subprocess they start)
-INHERITED_PREFIXES = ("NATS_", "NATSMESH_", "OTEL_EXPORTER_OTLP_")
+INHERITED_PREFIXES = ("NATS_", "NATSMESH_", "OTEL_EXPORTER_OTLP_", "OTEL_TRACES_")
 INHERITED_NAMES = ("TELEMETRY_ENDPOINT", "ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from natsmesh.config import Settings
 
 log = logging.getLogger("natsmesh.tracing")
 
@@ -40,6 +44,15 @@ class RatioSampler:
 
     def __repr__(self) -> str:
         return f"RatioSampler({self.ratio})"
+
+
+def from_settings(settings: Settings) -> RatioSampler:
+    """The sampler the settings (``OTEL_TRACES_SAMPLER[_ARG]``) ask for."""
+    env = {
+        SAMPLER_ENV: settings.traces_sampler or "",
+        SAMPLER_ARG_ENV: settings.traces_sampler_arg or "",
+    }
+    return from_environ(env)
 
 
 def from_environ(env: Mapping[str, str]) -> RatioSampler:

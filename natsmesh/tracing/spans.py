@@ -12,7 +12,6 @@ of a call's cost.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import traceback
 from collections.abc import Mapping
@@ -356,9 +355,15 @@ def install_global_provider() -> None:
 class Tracing:
     """One agent's tracing: span scopes for its calls, and their export."""
 
-    def __init__(self, service: str, instance_id: str, processor: NatsSpanProcessor | None) -> None:
+    def __init__(
+        self,
+        service: str,
+        instance_id: str,
+        processor: NatsSpanProcessor | None,
+        sampler: RatioSampler | None = None,
+    ) -> None:
         install_global_provider()
-        sampler = sampling.from_environ(os.environ)
+        sampler = sampler or sampling.RatioSampler()
         #: decides whether a trace that starts here is recorded (``OTEL_TRACES_SAMPLER``);
         #: ``None``: every one is
         self.sampler: RatioSampler | None = sampler if sampler.ratio < 1.0 else None
@@ -374,7 +379,7 @@ class Tracing:
         await ensure_stream(nc.jetstream(), settings)
         processor = NatsSpanProcessor(service, instance_id, settings.prefix)
         await processor.start(nc)
-        return cls(service, instance_id, processor)
+        return cls(service, instance_id, processor, sampling.from_settings(settings))
 
     async def stop(self) -> None:
         """Publish the spans still queued."""

@@ -4,6 +4,7 @@ OpenTelemetry API, exceptions, malformed headers, a tool's own timeout."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -229,12 +230,19 @@ async def test_the_server_span_ends_after_the_reply_left_and_records_it(
 
 
 async def test_head_sampling_drops_new_traces_and_follows_a_sampled_caller(
-    start_agents, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    start_agents, settings: Settings
 ) -> None:
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     await start_agents(load_file(TEST_AGENTS / "talk_agent.py"))
-    async with connect(settings, tracing=True) as mesh:
+    # OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0 for the caller
+    sampling = Settings.from_env(
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    )
+    caller = dataclasses.replace(
+        settings,
+        traces_sampler=sampling.traces_sampler,
+        traces_sampler_arg=sampling.traces_sampler_arg,
+    )
+    async with connect(caller, tracing=True) as mesh:
         seen: list[str] = []
 
         async def spy(msg: Any) -> None:
