@@ -346,6 +346,8 @@ class Runtime:
             _, pending = await asyncio.wait(set(self._tasks), timeout=wait)
             for task in pending:
                 task.cancel()
+            if pending:  # let them run their cleanup and end their spans (bounded)
+                await asyncio.wait(pending, timeout=1.0)
         if self._registration is not None:
             await self._registration.stop()
         for sub in self._control_subs:

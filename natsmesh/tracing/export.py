@@ -111,6 +111,7 @@ class NatsSpanProcessor(SpanProcessor):
         self.failed = 0
         self._acks = Condition()
         self._wake = asyncio.Event()
+        self._closed = False
 
     # --- SpanProcessor ----------------------------------------------------------------
 
@@ -121,8 +122,9 @@ class NatsSpanProcessor(SpanProcessor):
         self.enqueue(to_message(span, self.service, self.instance))
 
     def enqueue(self, message: SpanMessage) -> None:
-        """Queue a finished span for publishing (dropped and counted when the queue is full)."""
-        if len(self._queue) >= MAX_QUEUE:
+        """Queue a finished span for publishing (dropped and counted when the queue is full
+        or the processor has stopped)."""
+        if len(self._queue) >= MAX_QUEUE or self._closed:
             self.dropped += 1
             return
         self._queue.append(message)
@@ -187,26 +189,33 @@ class NatsSpanProcessor(SpanProcessor):
                 self.dropped += 1
             else:
                 batch.append(span)
-        messages = list(self._messages(batch))
-        last = len(messages) - 1
+        messages = list(self._messages(batch, min(MAX_MESSAGE_BYTES, nc.max_payload // 2)))
+        # the last message asks for the ack that stands for the whole flush; if it cannot be
+        # sent, no ack will come: what went out is published but not awaited
         sent = 0
         for i, (subject, body, count) in enumerate(messages):
+            last = i == len(messages) - 1
             try:
                 await nc.publish(
-                    subject, body, reply=f"{self._inbox}.{sent + count}" if i == last else ""
+                    subject, body, reply=f"{self._inbox}.{sent + count}" if last else ""
                 )
             except Exception:
                 self.dropped += count
+                if last:
+                    self.published += sent
+                    sent = 0
                 continue
             sent += count
-        self._unacked += sent
-        self.published += sent
+            if last:
+                self._unacked += sent
+                self.published += sent
         if queue:
             self._wake.set()
 
-    def _messages(self, batch: list[SpanMessage]) -> Iterator[tuple[str, bytes, int]]:
+    def _messages(self, batch: list[SpanMessage], limit: int) -> Iterator[tuple[str, bytes, int]]:
         """``(subject, body, span count)`` for each message of a flush: the spans grouped
-        by shard, a group split in halves while its body is too large."""
+        by shard, a group split in halves while its body is over ``limit``; a span that
+        cannot be encoded (an attribute msgpack cannot hold) is dropped and counted."""
         shards: dict[str, list[SpanMessage]] = {}
         for span in batch:
             shard = span.trace_id[:1]
@@ -216,16 +225,26 @@ class NatsSpanProcessor(SpanProcessor):
             else:
                 group.append(span)
         for group in shards.values():
-            yield from self._split(subjects.spans_subject(group[0].trace_id, self.prefix), group)
+            subject = subjects.spans_subject(group[0].trace_id, self.prefix)
+            yield from self._split(subject, group, limit)
 
-    def _split(self, subject: str, spans: list[SpanMessage]) -> Iterator[tuple[str, bytes, int]]:
-        body = wire.encode_spans(spans)
-        if len(body) <= MAX_MESSAGE_BYTES or len(spans) == 1:
+    def _split(
+        self, subject: str, spans: list[SpanMessage], limit: int
+    ) -> Iterator[tuple[str, bytes, int]]:
+        try:
+            body = wire.encode_spans(spans)
+        except Exception:
+            if len(spans) == 1:
+                self.dropped += 1
+                log.debug("dropped a span that cannot be encoded: %s", spans[0].name)
+                return
+            body = b""  # find the span that cannot be encoded: split
+        if body and (len(body) <= limit or len(spans) == 1):
             yield subject, body, len(spans)
             return
         half = len(spans) // 2
-        yield from self._split(subject, spans[:half])
-        yield from self._split(subject, spans[half:])
+        yield from self._split(subject, spans[:half], limit)
+        yield from self._split(subject, spans[half:], limit)
 
     async def stop(self) -> None:
         """Publish what is queued, wait briefly for acks, stop the task."""
@@ -235,9 +254,15 @@ class NatsSpanProcessor(SpanProcessor):
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self.flush()
+            for _ in range(MAX_QUEUE // MAX_BATCH + 1):
+                if not self._queue:
+                    break
+                await self.flush()
             if self._nc is not None:
                 await self._nc.flush(timeout=1)
+        self._closed = True
+        self.dropped += len(self._queue)  # what a full flush left behind
+        self._queue.clear()
         with contextlib.suppress(Exception):
             await self.wait_until(lambda p: p._unacked == 0, 1)
 

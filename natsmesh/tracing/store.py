@@ -31,9 +31,11 @@ async def read_trace(
 
     Spans travel in batches on the trace's shard subject, so the lookup reads that shard
     backwards from the newest message in growing windows, keeping the spans of this trace,
-    and stops once it has read back past the earliest start of the spans found (a span is
-    stored after it started, and no span of a trace starts before its root). Spans that
-    older publishers sent on ``<prefix>.spans.<trace_id>`` are read too.
+    and, once the trace's root is among them, stops after reading back past the earliest
+    start of the spans found (a span is stored after it started, and no span of a trace
+    starts before its root); without the root (a trace still running, or one continued
+    from outside the mesh) it reads the whole shard, within ``timeout``. Spans that older
+    publishers sent on ``<prefix>.spans.<trace_id>`` are read too.
     """
     js = nc.jetstream()
     legacy = subjects.trace_spans_subject(trace_id, settings.prefix)
@@ -51,8 +53,8 @@ async def read_trace(
                 lo = max(first, hi - window + 1)
                 oldest = await lookup.scan(lo, hi)
                 if (
-                    lookup.spans
-                    and oldest is not None
+                    oldest is not None
+                    and lookup.rooted()
                     and oldest < lookup.earliest - CLOCK_MARGIN_NS
                 ):
                     break
@@ -97,6 +99,17 @@ class _Lookup:
         finally:
             await sub.unsubscribe()
         return oldest
+
+    def rooted(self) -> bool:
+        """Whether the spans found include the trace's root (a span without a parent, or
+        a set in which every parent is found): only then does the earliest start bound
+        where the rest can be."""
+        if not self.spans:
+            return False
+        ids = {s.span_id for s in self.spans}
+        return any(s.parent_id is None for s in self.spans) or all(
+            s.parent_id in ids for s in self.spans
+        )
 
     def _keep(self, data: bytes) -> None:
         for span in decode_spans([data]):

@@ -152,3 +152,71 @@ async def test_the_metrics_feed_reads_batches_and_skips_bad_spans(settings: Sett
         assert feed.malformed - before.malformed == 3  # two spans of a batch, one message
     finally:
         await nc.close()
+
+
+async def test_a_span_that_cannot_be_encoded_costs_only_itself(settings: Settings) -> None:
+    nc = await connect_nats(settings, "test")
+    try:
+        await ensure_stream(nc.jetstream(), settings)
+        trace_id = new_trace_id()
+        processor = NatsSpanProcessor("svc", "i1", settings.prefix)
+        await processor.start(nc)
+        for i in range(10):
+            processor.enqueue(span(trace_id, f"good{i}"))
+        processor.enqueue(span(trace_id, "bad", big=2**70))  # no msgpack integer holds it
+        await processor.flush()
+        await processor.wait_until(lambda p: p.acked == 10, 5)
+        assert processor.dropped == 1 and processor.published == 10
+        names = sorted(s.name for s in await read_trace(nc, settings, trace_id))
+        assert names == sorted(f"good{i}" for i in range(10))
+        await processor.stop()
+    finally:
+        await nc.close()
+
+
+async def test_a_flush_whose_ack_message_fails_leaves_nothing_awaited(settings: Settings) -> None:
+    nc = await connect_nats(settings, "test")
+    try:
+        await ensure_stream(nc.jetstream(), settings)
+        processor = NatsSpanProcessor("svc", "i1", settings.prefix)
+        await processor.start(nc)
+        small, huge = new_trace_id(), "0" + new_trace_id()[1:]
+        small = "1" + small[1:]  # two shards: the huge span's message goes out last
+        processor.enqueue(span(small, "small"))
+        processor.enqueue(span(huge, "huge", blob="x" * (nc.max_payload + 10)))
+        await processor.flush()
+        assert processor.dropped == 1 and processor.published == 1
+        assert processor._unacked == 0, "no ack can come: nothing may wait for one"
+        await processor.stop()
+        processor.enqueue(span(small, "late"))  # after stop: counted, not silently lost
+        assert processor.dropped == 2
+    finally:
+        await nc.close()
+
+
+async def test_without_its_root_a_trace_is_read_to_the_start_of_its_shard(
+    settings: Settings,
+) -> None:
+    import time
+
+    nc = await connect_nats(settings, "test")
+    js = nc.jetstream()
+    try:
+        await ensure_stream(js, settings)
+        trace_id, root = new_trace_id(), new_span_id()
+        now = time.time_ns()
+        a = msgspec.structs.replace(span(trace_id, "a", start=now), parent_id=root)
+        await js.publish(subjects.spans_subject(trace_id, settings.prefix), wire.encode_spans([a]))
+        other = trace_id[0] + "2" * 31
+        for i in range(FIRST_WINDOW + 10):
+            await nc.publish(
+                subjects.spans_subject(other, settings.prefix),
+                wire.encode_spans([span(other, f"n{i}", start=now)]),
+            )
+        # b started a minute "later" (clocks differ, or the trace ran long); the root still runs
+        b = msgspec.structs.replace(span(trace_id, "b", start=now + 60_000_000_000), parent_id=root)
+        await js.publish(subjects.spans_subject(trace_id, settings.prefix), wire.encode_spans([b]))
+        names = sorted(s.name for s in await read_trace(nc, settings, trace_id))
+        assert names == ["a", "b"]
+    finally:
+        await nc.close()
