@@ -170,6 +170,8 @@ async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings)
             info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
             # every message acked, the bad ones too: nothing is left to redeliver
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
+            # a batch fetched ahead may wait for two sends before its own: 3 timeouts
+            assert info.config.ack_wait == 3 * sender.timeout + 15
         finally:
             stop.set()
             await task
@@ -448,26 +450,24 @@ async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
     settings: Settings, protocol: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch split in four requests: the second fails (an authentication error: kept,
-    tried again, it alone, with the batch kept in progress past its ack wait), the third
-    is rejected for good (HTTP 400, INVALID_ARGUMENT: logged, acked and counted, not
-    retried). Every span the receiver took arrives exactly once."""
+    tried again, it alone), the third is rejected for good (HTTP 400, INVALID_ARGUMENT:
+    logged, acked and counted, not retried). Every span the receiver took arrives exactly
+    once; a second collector gets none of the batch, kept in progress past its ack wait."""
     from natsmesh import subjects
     from natsmesh.connection import connect_nats
     from natsmesh.tracing import collector as collector_module
     from natsmesh.tracing.export import ensure_stream
 
-    # a 1.5 s ack wait, shorter than the retries: redelivery unless kept in progress
-    monkeypatch.setattr(collector_module, "MIN_ACK_WAIT", 1.5)
+    # a 2 s ack wait, shorter than the retries (8 × 0.4 s): redelivered unless in progress
+    monkeypatch.setattr(collector_module, "MIN_ACK_WAIT", 2.0)
     monkeypatch.setattr(collector_module, "ACK_WAIT_MARGIN", 0.0)
     failing = "UNAUTHENTICATED" if protocol == "grpc" else (401, {})
     rejecting = "INVALID_ARGUMENT" if protocol == "grpc" else (400, {})
-    changed = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    receiver = (GrpcReceiver if protocol == "grpc" else HttpReceiver)(
-        lambda: loop.call_soon_threadsafe(changed.set)
-    )
-    receiver.planned = [None, *[failing] * 6, None, rejecting, None]
+    kind = GrpcReceiver if protocol == "grpc" else HttpReceiver
+    receiver, other_receiver = kind(), kind()
+    receiver.planned = [None, *[failing] * 8, None, rejecting, None]
     sender = OtlpSender(f"http://127.0.0.1:{receiver.start()}", protocol, timeout=0.1)
+    other_sender = OtlpSender(f"http://127.0.0.1:{other_receiver.start()}", protocol)
     nc = await connect_nats(settings, "test-collector")
     try:
         js = nc.jetstream()
@@ -475,9 +475,13 @@ async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
         spans = numbered_spans(0, 40)
         await publish_spans(js, settings, spans, 10)
         collector = Collector(nc, settings, sender, batch=10, retry_delay=0.4)
+        other = Collector(nc, settings, other_sender, batch=10)
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop))
+        other_task = None
         try:
+            await collector.wait_until(lambda c: c.failures >= 1, 10)  # it holds the batch
+            other_task = asyncio.create_task(other.run(stop))
             await collector.wait_until(lambda c: c.exported + c.rejected >= 40, 20)
             await nc.flush()
             info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
@@ -486,12 +490,17 @@ async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
         finally:
             stop.set()
             await task
+            if other_task is not None:
+                await other_task
     finally:
         sender.close()
+        other_sender.close()
         receiver.stop()
+        other_receiver.stop()
         await nc.close()
-    assert (collector.exported, collector.rejected, collector.failures) == (30, 10, 6)
-    assert receiver.attempts == 10
+    assert (collector.exported, collector.rejected, collector.failures) == (30, 10, 8)
+    assert receiver.attempts == 12
+    assert other.exported == other_receiver.spans == 0
     ids = [s[1] for s in spans_of(receiver)]
     assert len(ids) == len(set(ids)) == 30
     assert set(ids) == {s.span_id for s in spans[:20] + spans[30:]}
@@ -536,3 +545,50 @@ async def test_a_batch_that_breaks_the_encoder_is_dropped_not_fatal(settings: Se
         receiver.stop()
         await nc.close()
     assert len({s[1] for s in spans_of(receiver)}) == 21
+
+
+async def test_a_batch_the_sender_cannot_encode_is_dropped_and_acked(settings: Settings) -> None:
+    """Whatever encoding raises (a fault injected in the sender: no span the wire decodes
+    breaks the encoder now) costs that batch only: logged, acked, counted in ``rejected``;
+    the collector carries on with the next."""
+    import msgspec
+
+    from natsmesh import subjects
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    class Breaking(OtlpSender):
+        def requests(self, spans, per_request):  # type: ignore[no-untyped-def]
+            if any(s.name == "poison" for s in spans):
+                raise RecursionError("maximum recursion depth exceeded")
+            return super().requests(spans, per_request)
+
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    sender = Breaking(f"http://127.0.0.1:{receiver.start()}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        poison = [msgspec.structs.replace(s, name="poison") for s in numbered_spans(0, 5)]
+        await publish_spans(js, settings, poison, 5)
+        collector = Collector(nc, settings, sender, batch=100)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await collector.wait_until(lambda c: c.rejected >= 5, 10)
+            await publish_spans(js, settings, numbered_spans(5, 10), 5)
+            await wait_for_spans(receiver, changed, 10)
+            await collector.wait_until(lambda c: c.exported >= 10, 5)
+            await nc.flush()
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    assert collector.rejected == 5 and collector.exported == 10
