@@ -38,6 +38,11 @@ MAX_REQUEST_BYTES = 4_000_000
 FIRST_BACKOFF = 1.0
 #: HTTP statuses worth a retry (the OTLP specification's)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: HTTP statuses that refuse the request itself (bad or too large): sending it again
+#: cannot help, unlike an authentication or endpoint error, which a fix on either side can
+REJECTING_STATUSES = frozenset({400, 413})
+#: gRPC status codes that refuse the request itself
+REJECTING_CODES = frozenset({"INVALID_ARGUMENT"})
 #: gRPC status codes worth a retry, by name (the OTLP specification's)
 RETRYABLE_CODES = frozenset(
     {"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE",
@@ -47,6 +52,11 @@ RETRYABLE_CODES = frozenset(
 
 class ExportFailed(RuntimeError):
     """The OTLP receiver did not take a batch (after the retries)."""
+
+
+class Rejected(ExportFailed):
+    """The OTLP receiver refused the request itself (HTTP 400, gRPC ``INVALID_ARGUMENT``):
+    sending it again cannot succeed."""
 
 
 class Transient(Exception):
@@ -245,6 +255,8 @@ class _Grpc:
             except self._grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
                 reason = f"OTLP/gRPC export to {self._target}: {code.name} {exc.details()}"  # type: ignore[attr-defined]
+                if code.name in REJECTING_CODES:
+                    raise Rejected(reason) from exc
                 if code.name not in RETRYABLE_CODES:
                     raise ExportFailed(reason) from exc
                 if code.name == "UNAVAILABLE":
@@ -307,6 +319,8 @@ class _Http:
             reason = (
                 f"OTLP/HTTP export to {self.url}: {response.status_code} {response.reason_phrase}"
             )
+            if response.status_code in REJECTING_STATUSES:
+                raise Rejected(reason)
             if response.status_code not in RETRYABLE_STATUSES:
                 raise ExportFailed(reason)
             raise Transient(reason, retry_after(response.headers.get("retry-after")))

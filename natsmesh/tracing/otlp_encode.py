@@ -26,6 +26,11 @@ __all__ = ["SCOPE_NAME", "OtlpEncoder"]
 SCOPE_NAME = "natsmesh"
 #: entries per cache; a full cache is emptied (spans' attributes are mostly few and repeated)
 CACHE_LIMIT = 4096
+#: only pieces shorter than this (bytes, encoded) are cached: a long value (a payload) is
+#: seldom repeated, and 4096 of them would hold megabytes
+CACHE_MAX_BYTES = 256
+#: lists nested deeper than this travel as a string (their ``str``)
+MAX_DEPTH = 8
 
 _BYTE = [bytes((i,)) for i in range(256)]
 _INT64 = 1 << 63
@@ -60,9 +65,10 @@ def _string(tag: bytes, text: str) -> bytes:
     return _delimited(tag, text.encode("utf-8", "surrogatepass"))
 
 
-def any_value(value: object) -> bytes:
+def any_value(value: object, depth: int = 0) -> bytes:
     """The body of an ``AnyValue``: strings, bools, ints (int64), floats, bytes and lists
-    of these; an int outside int64 and anything else (None, a dict) travel as strings."""
+    of these (``MAX_DEPTH`` deep); an int outside int64, a list nested deeper and anything
+    else (None, a dict) travel as strings."""
     if isinstance(value, str):
         return _string(b"\x0a", value)
     if isinstance(value, bool):
@@ -73,9 +79,12 @@ def any_value(value: object) -> bytes:
         return _string(b"\x0a", str(value))
     if isinstance(value, float):
         return _DOUBLE.pack(0x21, value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple) and depth < MAX_DEPTH:
         # array_value (5): ArrayValue, whose values (1) are AnyValues
-        return _delimited(b"\x2a", b"".join(_delimited(b"\x0a", any_value(v)) for v in value))
+        depth += 1
+        return _delimited(
+            b"\x2a", b"".join(_delimited(b"\x0a", any_value(v, depth)) for v in value)
+        )
     if isinstance(value, bytes | bytearray):
         return _delimited(b"\x3a", bytes(value))
     return _string(b"\x0a", str(value))
@@ -113,7 +122,7 @@ class OtlpEncoder:
         for s in spans:
             try:
                 encoded = span(s)
-            except (ValueError, TypeError, OverflowError, struct.error):
+            except (ValueError, TypeError, OverflowError, RecursionError, struct.error):
                 continue
             key = (s.service, s.instance)
             group = groups.get(key)
@@ -142,10 +151,12 @@ class OtlpEncoder:
         attrs = key_value(b"\x0a", "service.name", service)
         if instance:
             attrs += key_value(b"\x0a", "service.instance.id", instance)
-        if len(self._resources) >= CACHE_LIMIT:
-            self._resources.clear()
         # ResourceSpans.resource (1): Resource, whose attributes (1) are KeyValues
-        block = self._resources[(service, instance)] = _delimited(b"\x0a", attrs)
+        block = _delimited(b"\x0a", attrs)
+        if len(block) < CACHE_MAX_BYTES:
+            if len(self._resources) >= CACHE_LIMIT:
+                self._resources.clear()
+            self._resources[(service, instance)] = block
         return block
 
     def span(self, s: SpanMessage) -> bytes:
@@ -164,9 +175,11 @@ class OtlpEncoder:
             raise ValueError("a trace id is 16 bytes, a span id 8")
         name = self._names.get(s.name)
         if name is None:
-            if len(self._names) >= CACHE_LIMIT:
-                self._names.clear()
-            name = self._names[s.name] = _string(b"\x2a", s.name)  # name (5)
+            name = _string(b"\x2a", s.name)  # name (5)
+            if len(name) < CACHE_MAX_BYTES:
+                if len(self._names) >= CACHE_LIMIT:
+                    self._names.clear()
+                self._names[s.name] = name
         kind = s.kind
         parts = [
             ids,
@@ -183,9 +196,11 @@ class OtlpEncoder:
                     key = (k, t, v)
                     kv = cache.get(key)
                     if kv is None:
-                        if len(cache) >= CACHE_LIMIT:
-                            cache.clear()
-                        kv = cache[key] = key_value(b"\x4a", k, v)
+                        kv = key_value(b"\x4a", k, v)
+                        if len(kv) < CACHE_MAX_BYTES:
+                            if len(cache) >= CACHE_LIMIT:
+                                cache.clear()
+                            cache[key] = kv
                     parts.append(kv)
                 else:
                     parts.append(key_value(b"\x4a", k, v))
@@ -213,9 +228,11 @@ class OtlpEncoder:
         body = (_string(b"\x12", message) if message else b"") + (
             b"\x18" + _BYTE[code] if code else b""
         )
-        if len(self._statuses) >= CACHE_LIMIT:
-            self._statuses.clear()
-        status = self._statuses[(code, message)] = _delimited(b"\x7a", body)  # status (15)
+        status = _delimited(b"\x7a", body)  # status (15)
+        if len(status) < CACHE_MAX_BYTES:
+            if len(self._statuses) >= CACHE_LIMIT:
+                self._statuses.clear()
+            self._statuses[(code, message)] = status
         return status
 
     @staticmethod
@@ -229,9 +246,11 @@ class OtlpEncoder:
                 key = (k, t, v)
                 kv = cache.get(key)
                 if kv is None:
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    kv = cache[key] = key_value(tag, k, v)
+                    kv = key_value(tag, k, v)
+                    if len(kv) < CACHE_MAX_BYTES:
+                        if len(cache) >= CACHE_LIMIT:
+                            cache.clear()
+                        cache[key] = kv
             else:
                 kv = key_value(tag, k, v)
             out.append(kv)

@@ -4,6 +4,7 @@ nothing lost while the receiver is down, authentication headers and compression 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -169,6 +170,8 @@ async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings)
             info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
             # every message acked, the bad ones too: nothing is left to redeliver
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
+            # a batch fetched ahead may wait for two sends before its own: 3 timeouts
+            assert info.config.ack_wait == 3 * sender.timeout + 15
         finally:
             stop.set()
             await task
@@ -340,3 +343,252 @@ async def test_the_collector_carries_on_after_nats_restarts(tmp_path, reserved_p
         server.stop()
     # every span; a few twice: acks the killed server had not yet stored (at least once)
     assert {s[1] for s in spans_of(receiver)} == {f"{i + 1:016x}" for i in range(200)}
+
+
+def numbered_spans(first: int, n: int, **attrs: object) -> list:
+    from natsmesh import wire
+
+    return [
+        wire.SpanMessage(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", name="s", start=1,
+                         end=2, service="svc", attrs=dict(attrs))
+        for i in range(first, first + n)
+    ]  # fmt: skip
+
+
+async def publish_spans(js, settings: Settings, spans: list, per_message: int) -> None:
+    from natsmesh import subjects, wire
+
+    for i in range(0, len(spans), per_message):
+        batch = spans[i : i + per_message]
+        await js.publish(
+            subjects.spans_subject(batch[0].trace_id, settings.prefix), wire.encode_spans(batch)
+        )
+
+
+async def wait_for(check, timeout: float = 10.0) -> None:
+    """Until the coroutine function ``check`` returns true (it may raise meanwhile)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            with contextlib.suppress(Exception):
+                if await check():
+                    return
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("deleted", ["consumer", "stream"])
+async def test_a_deleted_consumer_or_stream_is_recreated_without_spinning(
+    settings: Settings, deleted: str
+) -> None:
+    """The consumer (or its whole stream) is deleted under a running collector: it does not
+    spin on the error statuses (a handful of messages while it cannot recover, where it
+    used to send thousands of pull requests a second), re-creates what is missing, and
+    exports the spans published afterwards. (The collector's messages are counted on its
+    own connection: a subscriber to the pull subject would answer for the deleted
+    consumer and hide the server's "no responders".)"""
+    from nats.js.api import StreamConfig
+
+    from natsmesh import subjects
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    sender = OtlpSender(f"http://127.0.0.1:{receiver.start()}")
+    nc = await connect_nats(settings, "test")
+    collector_nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        await publish_spans(js, settings, numbered_spans(0, 20), 5)
+        collector = Collector(collector_nc, settings, sender, batch=50, retry_delay=0.2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await wait_for_spans(receiver, changed, 20)
+            if deleted == "consumer":
+                await js.delete_consumer(settings.spans_stream, subjects.SPANS_CONSUMER)
+            else:
+                # another stream takes the subjects: the collector cannot re-create its own
+                await js.delete_stream(settings.spans_stream)
+                blocker = f"{settings.spans_stream}-BLOCKER"
+                wildcard = subjects.spans_wildcard(settings.prefix)
+                await js.add_stream(StreamConfig(name=blocker, subjects=[wildcard]))
+                sent = collector_nc.stats["out_msgs"]
+                await asyncio.sleep(1.0)  # an observation window, not a synchronisation
+                # 5 rounds a second (retry_delay 0.2): a pull request, then the stream
+                # and the consumer looked up and re-created (failing); without, thousands
+                sent = collector_nc.stats["out_msgs"] - sent
+                assert sent <= 60, f"{sent} messages in about 1 s"
+                assert not task.done()
+                await js.delete_stream(blocker)
+
+            async def recovered() -> bool:
+                info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+                return info is not None
+
+            await wait_for(recovered)
+            await publish_spans(js, settings, numbered_spans(20, 20), 5)
+            async with asyncio.timeout(20):
+                while not {f"{i + 1:016x}" for i in range(20, 40)} <= {
+                    s[1] for s in spans_of(receiver)
+                }:
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await collector_nc.close()
+        await nc.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
+    settings: Settings, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch split in four requests: the second fails (an authentication error: kept,
+    tried again, it alone), the third is rejected for good (HTTP 400, INVALID_ARGUMENT:
+    logged, acked and counted, not retried). Every span the receiver took arrives exactly
+    once; a second collector gets none of the batch, kept in progress past its ack wait."""
+    from natsmesh import subjects
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing import collector as collector_module
+    from natsmesh.tracing.export import ensure_stream
+
+    # a 2 s ack wait, shorter than the retries (8 × 0.4 s): redelivered unless in progress
+    monkeypatch.setattr(collector_module, "MIN_ACK_WAIT", 2.0)
+    monkeypatch.setattr(collector_module, "ACK_WAIT_MARGIN", 0.0)
+    failing = "UNAUTHENTICATED" if protocol == "grpc" else (401, {})
+    rejecting = "INVALID_ARGUMENT" if protocol == "grpc" else (400, {})
+    kind = GrpcReceiver if protocol == "grpc" else HttpReceiver
+    receiver, other_receiver = kind(), kind()
+    receiver.planned = [None, *[failing] * 8, None, rejecting, None]
+    sender = OtlpSender(f"http://127.0.0.1:{receiver.start()}", protocol, timeout=0.1)
+    other_sender = OtlpSender(f"http://127.0.0.1:{other_receiver.start()}", protocol)
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        spans = numbered_spans(0, 40)
+        await publish_spans(js, settings, spans, 10)
+        collector = Collector(nc, settings, sender, batch=10, retry_delay=0.4)
+        other = Collector(nc, settings, other_sender, batch=10)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        other_task = None
+        try:
+            await collector.wait_until(lambda c: c.failures >= 1, 10)  # it holds the batch
+            other_task = asyncio.create_task(other.run(stop))
+            await collector.wait_until(lambda c: c.exported + c.rejected >= 40, 20)
+            await nc.flush()
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+            assert info.num_redelivered == 0
+        finally:
+            stop.set()
+            await task
+            if other_task is not None:
+                await other_task
+    finally:
+        sender.close()
+        other_sender.close()
+        receiver.stop()
+        other_receiver.stop()
+        await nc.close()
+    assert (collector.exported, collector.rejected, collector.failures) == (30, 10, 8)
+    assert receiver.attempts == 12
+    assert other.exported == other_receiver.spans == 0
+    ids = [s[1] for s in spans_of(receiver)]
+    assert len(ids) == len(set(ids)) == 30
+    assert set(ids) == {s.span_id for s in spans[:20] + spans[30:]}
+
+
+async def test_a_batch_that_breaks_the_encoder_is_dropped_not_fatal(settings: Settings) -> None:
+    """A span whose attribute is a list nested 400 deep (a RecursionError for a naive
+    encoder): the collector does not die; the span goes out with the deep part as a
+    string, and so do the spans around it."""
+    from natsmesh import subjects
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    deep: list = []
+    for _ in range(400):
+        deep = [deep]
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    sender = OtlpSender(f"http://127.0.0.1:{receiver.start()}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        spans = numbered_spans(0, 10) + numbered_spans(10, 1, deep=deep) + numbered_spans(11, 10)
+        await publish_spans(js, settings, spans, 1)
+        collector = Collector(nc, settings, sender, batch=100)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await wait_for_spans(receiver, changed, 21)
+            await collector.wait_until(lambda c: c.exported >= 21, 5)
+            await nc.flush()
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+            assert not task.done()
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    assert len({s[1] for s in spans_of(receiver)}) == 21
+
+
+async def test_a_batch_the_sender_cannot_encode_is_dropped_and_acked(settings: Settings) -> None:
+    """Whatever encoding raises (a fault injected in the sender: no span the wire decodes
+    breaks the encoder now) costs that batch only: logged, acked, counted in ``rejected``;
+    the collector carries on with the next."""
+    import msgspec
+
+    from natsmesh import subjects
+    from natsmesh.connection import connect_nats
+    from natsmesh.tracing.export import ensure_stream
+
+    class Breaking(OtlpSender):
+        def requests(self, spans, per_request):  # type: ignore[no-untyped-def]
+            if any(s.name == "poison" for s in spans):
+                raise RecursionError("maximum recursion depth exceeded")
+            return super().requests(spans, per_request)
+
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    receiver = GrpcReceiver(lambda: loop.call_soon_threadsafe(changed.set))
+    sender = Breaking(f"http://127.0.0.1:{receiver.start()}")
+    nc = await connect_nats(settings, "test-collector")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        poison = [msgspec.structs.replace(s, name="poison") for s in numbered_spans(0, 5)]
+        await publish_spans(js, settings, poison, 5)
+        collector = Collector(nc, settings, sender, batch=100)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await collector.wait_until(lambda c: c.rejected >= 5, 10)
+            await publish_spans(js, settings, numbered_spans(5, 10), 5)
+            await wait_for_spans(receiver, changed, 10)
+            await collector.wait_until(lambda c: c.exported >= 10, 5)
+            await nc.flush()
+            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+        finally:
+            stop.set()
+            await task
+    finally:
+        sender.close()
+        receiver.stop()
+        await nc.close()
+    assert collector.rejected == 5 and collector.exported == 10

@@ -12,7 +12,7 @@ import pytest
 
 from bench.receivers import GrpcReceiver, HttpReceiver, Receiver, Tls
 from natsmesh.tracing import otlp
-from natsmesh.tracing.otlp import ExportFailed, OtlpSender, retry_after
+from natsmesh.tracing.otlp import ExportFailed, OtlpSender, Rejected, retry_after
 from natsmesh.wire import SpanMessage
 
 SPANS = [
@@ -23,6 +23,7 @@ SPANS = [
 
 TRANSIENT = {"grpc": "UNAVAILABLE", "http": (503, {})}
 PERMANENT = {"grpc": "INVALID_ARGUMENT", "http": (400, {})}
+UNAUTHORISED = {"grpc": "UNAUTHENTICATED", "http": (401, {})}
 
 
 @pytest.fixture(params=["grpc", "http"])
@@ -62,8 +63,26 @@ def test_a_permanent_failure_is_not_retried(protocol: str, fast_backoff: None) -
     receiver.planned = [PERMANENT[protocol]]  # a retry would succeed
     sender = OtlpSender(f"http://127.0.0.1:{port}", protocol, timeout=10)
     try:
-        with pytest.raises(ExportFailed, match=r"INVALID_ARGUMENT|400"):
+        with pytest.raises(Rejected, match=r"INVALID_ARGUMENT|400"):
             sender.send(SPANS)
+    finally:
+        sender.close()
+        receiver.stop()
+    assert receiver.attempts == 1 and receiver.spans == 0
+
+
+def test_an_authentication_error_is_not_retried_nor_a_rejection(
+    protocol: str, fast_backoff: None
+) -> None:
+    """Not retried by the sender, but not the request's fault either: the collector keeps
+    the spans (a fixed token sends them), where it drops a rejected request."""
+    receiver, port = started(protocol)
+    receiver.planned = [UNAUTHORISED[protocol]]
+    sender = OtlpSender(f"http://127.0.0.1:{port}", protocol, timeout=10)
+    try:
+        with pytest.raises(ExportFailed, match=r"UNAUTHENTICATED|401") as failed:
+            sender.send(SPANS)
+        assert not isinstance(failed.value, Rejected)
     finally:
         sender.close()
         receiver.stop()

@@ -324,6 +324,8 @@ async def test_gateway_user_calls_and_a_traced_call_shows_its_tree(
     assert "get_user_prefs (user-prefs-agent)" in tree.stdout
 
     class Sink:
+        timeout = 1.0  # the collector sizes its ack wait by it
+
         def __init__(self) -> None:
             self.posted: list[Any] = []
 

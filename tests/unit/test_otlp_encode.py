@@ -226,6 +226,47 @@ def test_the_caches_are_bounded_and_never_confuse_types(monkeypatch) -> None:
     assert all(0 < len(c) <= 8 for c in caches), [len(c) for c in caches]
 
 
+def test_long_values_are_not_cached() -> None:
+    """Payload-sized values (unique, 100 KB) go out but stay out of the caches, which
+    would otherwise hold up to 4096 of them each."""
+    encoder = OtlpEncoder()
+    spans = [
+        full_span(name=f"n{i}" + "x" * 1000, service=f"s{i}" + "y" * 1000,
+                  status_message=f"m{i}" + "z" * 1000,
+                  attrs={"payload": f"{i}" + "p" * 100_000, "k": i},
+                  events=(SpanEvent(name="e", time=3, attrs={"body": f"{i}" + "b" * 1000}),))
+        for i in range(300)
+    ]  # fmt: skip
+    data, count = encoder.encode(spans)
+    assert count == 300 and decode(data) == expected(spans)
+    caches = [encoder._resources, encoder._names, encoder._statuses, encoder._span_attrs,
+              encoder._event_attrs]  # fmt: skip
+    held = sum(len(v) for c in caches for v in c.values())
+    assert held < 300 * 256, held
+    assert len(encoder._span_attrs) == 300  # the short ones ("k") still are
+
+
+def test_deep_lists_travel_as_strings_and_never_break_the_encoder() -> None:
+    """Lists nested deeper than MAX_DEPTH go as their ``str`` beyond it (a naive encoder
+    recursed into a RecursionError at a few hundred levels); a value even ``str`` cannot
+    take (100,000 deep) leaves its span out, not the request."""
+    deep: list = []
+    for _ in range(400):
+        deep = [deep]
+    data, count = OtlpEncoder().encode([full_span(attrs={"deep": deep})])
+    assert count == 1
+    value = decode(data).resource_spans[0].scope_spans[0].spans[0].attributes[0].value
+    for _ in range(otlp_encode.MAX_DEPTH):
+        [value] = value.array_value.values
+    assert value.string_value == str(deep[0][0][0][0][0][0][0][0])
+    deeper: list = []
+    for _ in range(100_000):
+        deeper = [deeper]
+    good = full_span()
+    data, count = OtlpEncoder().encode([full_span(attrs={"deep": deeper}), good])
+    assert count == 1 and decode(data) == expected([good])
+
+
 def test_varint() -> None:
     assert [varint(n) for n in (0, 1, 127, 128, 300, 2**64 - 1)] == [
         b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02", b"\xff" * 9 + b"\x01",
