@@ -239,8 +239,14 @@ class CollectorMetrics:
             "natsmesh_collector_export_failures", "OTLP exports that failed (spans retried)."
         )
         failures.add_metric([], self.collector.failures)
+        rejected = CounterMetricFamily(
+            "natsmesh_collector_rejected_spans",
+            "Spans dropped: the receiver rejected them, or they could not be encoded.",
+        )
+        rejected.add_metric([], self.collector.rejected)
         yield exported
         yield failures
+        yield rejected
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port``; returns the port."""

@@ -180,6 +180,7 @@ async def test_collector_metrics_port_counts_what_it_exported(
     assert value(scrape, "natsmesh_edge_calls_total", **edge) == 100
     assert value(scrape, "natsmesh_edge_errors_total", **edge) == 10
     assert value(scrape, "natsmesh_collector_exported_spans_total") == collector.exported
+    assert value(scrape, "natsmesh_collector_rejected_spans_total") == collector.rejected == 0
 
 
 # --- the aggregator alone ---------------------------------------------------------------
