@@ -186,7 +186,7 @@ def _exposed_names() -> set[str]:
     )  # fmt: skip
 
     class Stub:
-        exported = failures = 0
+        exported = failures = rejected = 0
         on_exported = None
 
     own = CollectorMetrics.__new__(CollectorMetrics)
