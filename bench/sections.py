@@ -259,7 +259,7 @@ class Bench:
     async def trace_lookup(self, nc: Any, client: MeshClient, settings: Settings) -> None:
         """What ``natsmesh trace <id>`` pays to find a trace in the span stream as the
         throughput section left it: a trace just made, and the stream's oldest."""
-        from natsmesh import wire
+        from natsmesh import subjects, wire
         from natsmesh.client import CallContext
         from natsmesh.tracing.context import format_traceparent, new_span_id, new_trace_id
         from natsmesh.tracing.store import read_trace
@@ -269,15 +269,31 @@ class Bench:
         info = await js.stream_info(stream)
         first = await js.get_msg(stream, seq=info.state.first_seq)
         oldest = wire.decode_spans(first.data)[0][0].trace_id
-        recent = new_trace_id()
-        context = CallContext(traceparent=format_traceparent(recent, new_span_id()))
-        await client.call("bench_echo", {"text": "hello"}, context=context)
+        # two traces just made: one with its root span (as `natsmesh call --trace` records
+        # it), one continued from a parent outside the mesh (no root in the stream)
+        rooted, outside = new_trace_id(), new_trace_id()
+        for trace_id in (rooted, outside):
+            root, started = new_span_id(), time.time_ns()
+            context = CallContext(traceparent=format_traceparent(trace_id, root))
+            await client.call("bench_echo", {"text": "hello"}, context=context)
+            if trace_id == rooted:
+                span = wire.SpanMessage(
+                    trace_id, root, "call bench_echo", started, time.time_ns(), "bench", kind=2
+                )
+                await js.publish(
+                    subjects.spans_subject(trace_id, settings.prefix), wire.encode_spans([span])
+                )
         deadline = time.monotonic() + 5
-        while len(await read_trace(nc, settings, recent)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+        while len(await read_trace(nc, settings, outside)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the exporters flush every 50 ms: poll
         info = await js.stream_info(stream)
         size = f"stream: {info.state.messages} messages, {info.state.bytes / 2**20:.0f} MiB"
-        for label, trace_id, repeats in (("recent", recent, 5), ("oldest", oldest, 3)):
+        kinds = (  # without its root in the stream, a lookup reads the whole shard
+            ("recent trace (ms)", "recent", rooted, 5),
+            ("recent, parent outside (ms)", "outside", outside, 5),
+            ("oldest trace (ms)", "oldest", oldest, 3),
+        )
+        for label, key, trace_id, repeats in kinds:
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
@@ -285,8 +301,8 @@ class Bench:
                 times.append((time.perf_counter() - t0) * 1000)
             mid, lo, hi = summarize(times)
             note = f"{len(found)} spans; {lo:.1f}-{hi:.1f}; {size}"
-            self.t.add("tracing", f"trace lookup, {label} trace (ms)", f"{mid:.1f}", "", "", note)
-            self.t.figure(f"trace_lookup_{label}_ms", mid)
+            self.t.add("tracing", f"trace lookup, {label}", f"{mid:.1f}", "", "", note)
+            self.t.figure(f"trace_lookup_{key}_ms", mid)
 
     def cpu_table(self, windows: dict[str, list[Window]], rates: dict[str, float]) -> None:
         """CPU microseconds per call at c=64, by process, from /proc/<pid>/stat."""
