@@ -174,6 +174,17 @@ def decode_spans(data: bytes) -> tuple[list[SpanMessage], int]:
     return spans, bad
 
 
+def spans_of(payloads: list[bytes]) -> list[SpanMessage]:
+    """The spans of several span messages, skipping malformed messages and spans."""
+    out: list[SpanMessage] = []
+    for data in payloads:
+        try:
+            out.extend(decode_spans(data)[0])
+        except msgspec.DecodeError:
+            continue
+    return out
+
+
 def to_builtins(value: Any) -> Any:
     """A struct as plain dicts and lists (for ``--json`` output)."""
     return msgspec.to_builtins(value)

@@ -27,10 +27,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from natsmesh import subjects
+from natsmesh import subjects, wire
 from natsmesh.condition import Condition
 from natsmesh.config import Settings
-from natsmesh.tracing.export import decode_spans
 from natsmesh.tracing.otlp import (
     DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT,
@@ -126,7 +125,7 @@ class Collector:
                     t0 = clock()
                     spans: list[SpanMessage] = []
                     try:
-                        spans = decode_spans([m.data for m in msgs])
+                        spans = wire.spans_of([m.data for m in msgs])
                         t1 = clock()
                         requests = self.sender.requests(spans, self.batch)
                     except Exception as exc:  # e.g. RecursionError: drop it, keep going

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -273,12 +272,3 @@ class NatsSpanProcessor(SpanProcessor):
             "spans_dropped": self.dropped,
             "spans_failed": self.failed,
         }
-
-
-def decode_spans(payloads: list[bytes]) -> list[SpanMessage]:
-    """The spans of span messages (batches or single spans), skipping malformed ones."""
-    out: list[SpanMessage] = []
-    for data in payloads:
-        with contextlib.suppress(msgspec.DecodeError):
-            out.extend(wire.decode_spans(data)[0])
-    return out

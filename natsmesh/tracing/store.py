@@ -13,9 +13,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from natsmesh import subjects
+from natsmesh import subjects, wire
 from natsmesh.config import Settings
-from natsmesh.tracing.export import decode_spans
 from natsmesh.wire import SpanMessage
 
 #: stream sequences read in the first (newest) window of a trace lookup; each older one is 4x
@@ -112,7 +111,7 @@ class _Lookup:
         )
 
     def _keep(self, data: bytes) -> None:
-        for span in decode_spans([data]):
+        for span in wire.spans_of([data]):
             if span.trace_id == self.trace_id:
                 self.spans.append(span)
                 if not self.earliest or span.start < self.earliest:
@@ -144,7 +143,7 @@ async def _read_legacy(js: JetStreamContext, settings: Settings, subject: str) -
                 break
     finally:
         await sub.unsubscribe()
-    return decode_spans(payloads)
+    return wire.spans_of(payloads)
 
 
 def _hex(value: str, size: int) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from bench.receivers import GrpcReceiver, HttpReceiver, Receiver
+from natsmesh import subjects, wire
 from natsmesh.client import CallContext
 from natsmesh.config import Settings
 from natsmesh.ops.cluster import reserved_ports
@@ -49,6 +52,24 @@ async def wait_for_spans(receiver: Receiver, changed: asyncio.Event, count: int)
         while receiver.spans < count:
             changed.clear()
             await changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(collector: Collector) -> AsyncIterator[asyncio.Task[None]]:
+    """The collector running until the block ends (then stopped and awaited)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await task
+
+
+async def settled(nc: Any, js: Any, settings: Settings) -> Any:
+    """The collector's consumer once the acks sent so far have reached the server."""
+    await nc.flush()
+    return await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -135,7 +156,6 @@ def test_export_headers_and_bad_options() -> None:
 async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings) -> None:
     """Many small batches (one exported while the next is fetched): every good span
     exactly once; a span the encoder cannot take (a bad id) is acked and left out."""
-    from natsmesh import subjects, wire
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.collector import STAGES
     from natsmesh.tracing.export import ensure_stream
@@ -161,9 +181,7 @@ async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings)
                 subjects.spans_subject(f"{i + 1:032x}", settings.prefix), wire.encode_span(span)
             )
         collector = Collector(nc, settings, sender, batch=16)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
+        async with running(collector):
             await wait_for_spans(receiver, changed, good)
             await collector.wait_until(lambda c: c.exported >= good, 5)
             await nc.flush()  # the acks went before the count rose; the server has them now
@@ -172,9 +190,6 @@ async def test_batches_overlap_and_a_bad_span_blocks_nothing(settings: Settings)
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
             # a batch fetched ahead may wait for two sends before its own: 3 timeouts
             assert info.config.ack_wait == 3 * sender.timeout + 15
-        finally:
-            stop.set()
-            await task
     finally:
         sender.close()
         receiver.stop()
@@ -190,7 +205,6 @@ async def test_a_stopped_collector_hands_back_what_it_fetched_ahead(settings: Se
     """Stopping mid-stream: every message is either exported and acked, or back in the
     stream at once for the next collector (a batch fetched ahead is nak'ed, not left to
     its 30 s ack timeout)."""
-    from natsmesh import subjects, wire
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
 
@@ -234,7 +248,6 @@ async def test_a_stopped_collector_hands_back_what_it_fetched_ahead(settings: Se
 async def test_span_batches_are_exported_in_requests_of_batch_spans(settings: Settings) -> None:
     """Messages carrying 25 spans each (as busy agents send them): every span once, every
     message acked, and no request over the collector's batch of spans."""
-    from natsmesh import subjects, wire
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
 
@@ -257,17 +270,11 @@ async def test_span_batches_are_exported_in_requests_of_batch_spans(settings: Se
                 subjects.spans_subject(batch[0].trace_id, settings.prefix), wire.encode_spans(batch)
             )
         collector = Collector(nc, settings, sender, batch=100)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
+        async with running(collector):
             await wait_for_spans(receiver, changed, 1000)
             await collector.wait_until(lambda c: c.exported >= 1000, 5)
-            await nc.flush()
-            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            info = await settled(nc, js, settings)
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
-        finally:
-            stop.set()
-            await task
     finally:
         sender.close()
         receiver.stop()
@@ -284,7 +291,6 @@ async def test_span_batches_are_exported_in_requests_of_batch_spans(settings: Se
 async def test_the_collector_carries_on_after_nats_restarts(tmp_path, reserved_port: int) -> None:
     """nats-server dies and comes back (same port, same store): spans published before,
     and after, all reach the receiver."""
-    from natsmesh import subjects, wire
     from natsmesh.connection import Hooks, connect_nats
     from natsmesh.ops.server import start_server
     from natsmesh.tracing.export import ensure_stream
@@ -346,8 +352,6 @@ async def test_the_collector_carries_on_after_nats_restarts(tmp_path, reserved_p
 
 
 def numbered_spans(first: int, n: int, **attrs: object) -> list:
-    from natsmesh import wire
-
     return [
         wire.SpanMessage(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", name="s", start=1,
                          end=2, service="svc", attrs=dict(attrs))
@@ -356,7 +360,6 @@ def numbered_spans(first: int, n: int, **attrs: object) -> list:
 
 
 async def publish_spans(js, settings: Settings, spans: list, per_message: int) -> None:
-    from natsmesh import subjects, wire
 
     for i in range(0, len(spans), per_message):
         batch = spans[i : i + per_message]
@@ -387,7 +390,6 @@ async def test_a_deleted_consumer_or_stream_is_recreated_without_spinning(
     consumer and hide the server's "no responders".)"""
     from nats.js.api import StreamConfig
 
-    from natsmesh import subjects
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
 
@@ -402,9 +404,7 @@ async def test_a_deleted_consumer_or_stream_is_recreated_without_spinning(
         await ensure_stream(js, settings)
         await publish_spans(js, settings, numbered_spans(0, 20), 5)
         collector = Collector(collector_nc, settings, sender, batch=50, retry_delay=0.2)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
+        async with running(collector) as task:
             await wait_for_spans(receiver, changed, 20)
             if deleted == "consumer":
                 await js.delete_consumer(settings.spans_stream, subjects.SPANS_CONSUMER)
@@ -435,9 +435,6 @@ async def test_a_deleted_consumer_or_stream_is_recreated_without_spinning(
                 }:
                     changed.clear()
                     await changed.wait()
-        finally:
-            stop.set()
-            await task
     finally:
         sender.close()
         receiver.stop()
@@ -453,7 +450,6 @@ async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
     tried again, it alone), the third is rejected for good (HTTP 400, INVALID_ARGUMENT:
     logged, acked and counted, not retried). Every span the receiver took arrives exactly
     once; a second collector gets none of the batch, kept in progress past its ack wait."""
-    from natsmesh import subjects
     from natsmesh.connection import connect_nats
     from natsmesh.tracing import collector as collector_module
     from natsmesh.tracing.export import ensure_stream
@@ -483,8 +479,7 @@ async def test_a_failed_request_alone_is_retried_and_a_rejected_one_dropped(
             await collector.wait_until(lambda c: c.failures >= 1, 10)  # it holds the batch
             other_task = asyncio.create_task(other.run(stop))
             await collector.wait_until(lambda c: c.exported + c.rejected >= 40, 20)
-            await nc.flush()
-            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            info = await settled(nc, js, settings)
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
             assert info.num_redelivered == 0
         finally:
@@ -510,7 +505,6 @@ async def test_a_batch_that_breaks_the_encoder_is_dropped_not_fatal(settings: Se
     """A span whose attribute is a list nested 400 deep (a RecursionError for a naive
     encoder): the collector does not die; the span goes out with the deep part as a
     string, and so do the spans around it."""
-    from natsmesh import subjects
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
 
@@ -528,18 +522,12 @@ async def test_a_batch_that_breaks_the_encoder_is_dropped_not_fatal(settings: Se
         spans = numbered_spans(0, 10) + numbered_spans(10, 1, deep=deep) + numbered_spans(11, 10)
         await publish_spans(js, settings, spans, 1)
         collector = Collector(nc, settings, sender, batch=100)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
+        async with running(collector) as task:
             await wait_for_spans(receiver, changed, 21)
             await collector.wait_until(lambda c: c.exported >= 21, 5)
-            await nc.flush()
-            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            info = await settled(nc, js, settings)
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
             assert not task.done()
-        finally:
-            stop.set()
-            await task
     finally:
         sender.close()
         receiver.stop()
@@ -553,7 +541,6 @@ async def test_a_batch_the_sender_cannot_encode_is_dropped_and_acked(settings: S
     the collector carries on with the next."""
     import msgspec
 
-    from natsmesh import subjects
     from natsmesh.connection import connect_nats
     from natsmesh.tracing.export import ensure_stream
 
@@ -574,19 +561,13 @@ async def test_a_batch_the_sender_cannot_encode_is_dropped_and_acked(settings: S
         poison = [msgspec.structs.replace(s, name="poison") for s in numbered_spans(0, 5)]
         await publish_spans(js, settings, poison, 5)
         collector = Collector(nc, settings, sender, batch=100)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
+        async with running(collector):
             await collector.wait_until(lambda c: c.rejected >= 5, 10)
             await publish_spans(js, settings, numbered_spans(5, 10), 5)
             await wait_for_spans(receiver, changed, 10)
             await collector.wait_until(lambda c: c.exported >= 10, 5)
-            await nc.flush()
-            info = await js.consumer_info(settings.spans_stream, subjects.SPANS_CONSUMER)
+            info = await settled(nc, js, settings)
             assert (info.num_ack_pending, info.num_pending) == (0, 0)
-        finally:
-            stop.set()
-            await task
     finally:
         sender.close()
         receiver.stop()
